@@ -1,0 +1,80 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""The evaluation protocol's metrics (shared/EVALUATION.md), implemented once."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import binary_dilation
+
+from monai.metrics import SSIMMetric
+
+from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
+
+__all__ = ["METRICS", "slice_metrics", "score_reconstruction"]
+
+METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
+_MSE_FLOOR = 1e-10
+
+
+def _psnr(mse: np.ndarray) -> np.ndarray:
+    return 10 * np.log10(1.0 / np.maximum(mse, _MSE_FLOOR))
+
+
+def _gradient_magnitude(slices: np.ndarray) -> np.ndarray:
+    gy, gx = np.gradient(slices, axis=(1, 2))
+    return np.sqrt(gx**2 + gy**2)
+
+
+def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-slice metrics of ``pred`` against ``truth``, both ``(k, H, W)`` already scaled to [0, 1].
+
+    Slices whose truth has its maximum below 0.05 are skipped. ``psnr_fg`` and ``edge_ratio`` use the foreground
+    (truth above 0.05, dilated in-plane by a 5x5 square); ``edge_ratio`` is the mean in-plane gradient magnitude of
+    ``pred`` over that of ``truth`` there (1.0 is ideal, blur gives less).
+
+    Returns:
+        a dict of 1D arrays, one value per kept slice, keyed by :py:data:`METRICS`.
+    """
+    keep = truth.reshape(truth.shape[0], -1).max(axis=1) >= FOREGROUND_THRESHOLD
+    truth, pred = truth[keep], pred[keep]
+    if truth.shape[0] == 0:
+        return {name: np.empty(0) for name in METRICS}
+    err = pred - truth
+    mse = (err**2).mean(axis=(1, 2))
+    fg = binary_dilation(truth > FOREGROUND_THRESHOLD, structure=np.ones((1, 5, 5), dtype=bool))
+    fg_count = fg.sum(axis=(1, 2))
+    mse_fg = (err**2 * fg).sum(axis=(1, 2)) / fg_count
+    grad_pred = (_gradient_magnitude(pred) * fg).sum(axis=(1, 2))
+    grad_truth = (_gradient_magnitude(truth) * fg).sum(axis=(1, 2))
+    ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(
+        torch.from_numpy(pred[:, None]).float(), torch.from_numpy(truth[:, None]).float()
+    )
+    return {
+        "psnr": _psnr(mse),
+        "psnr_fg": _psnr(mse_fg),
+        "ssim": ssim.reshape(-1).double().numpy(),
+        "mae": np.abs(err).mean(axis=(1, 2)),
+        "mse": mse,
+        "edge_ratio": grad_pred / np.maximum(grad_truth, 1e-12),
+    }
+
+
+def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: int) -> dict[str, float]:
+    """Score an x2 reconstruction from the even slices of ``truth`` on its odd (reconstructed) slices.
+
+    ``reconstruction`` has ``2m - 1`` slices along ``axis``; it is compared with the first ``2m - 1`` slices of
+    ``truth``, both in the volume's own units (scaled here by the truth's percentile).
+
+    Returns:
+        the per-volume mean of each metric over the kept slices, and ``slices``, their number.
+    """
+    scale = percentile_scale_factor(truth)
+    n = reconstruction.shape[axis]
+    odd = slice(1, n, 2)
+    truth_odd = np.clip(np.moveaxis(truth, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
+    pred_odd = np.clip(np.moveaxis(reconstruction, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
+    per_slice = slice_metrics(truth_odd, pred_odd)
+    scores = {name: float(np.mean(values)) if values.size else float("nan") for name, values in per_slice.items()}
+    scores["slices"] = int(per_slice["psnr"].size)
+    return scores

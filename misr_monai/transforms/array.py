@@ -1,0 +1,183 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Array transforms for slice-triplet super-resolution: slice axis, invertible scaling, triplet sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from monai.config import NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.transforms import InvertibleTransform, Randomizable, Transform
+from monai.data.meta_obj import get_track_meta
+from monai.utils import TransformBackends, convert_to_tensor
+
+from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor, voxel_spacing
+
+__all__ = ["SliceAxis", "PercentileScale", "RandSliceTriplet"]
+
+SLICE_AXIS_KEY = "slice_axis"
+
+
+class SliceAxis(Transform):
+    """Record the through-plane axis of a channel-first volume in its metadata (``img.meta["slice_axis"]``).
+
+    The axis is the spatial axis (0, 1 or 2, not counting the channel) with the largest voxel spacing, from the
+    affine's column norms; when all spacings agree within ``tolerance`` it is the last one. ``axis`` overrides it.
+
+    Args:
+        axis: a fixed spatial axis, or None to detect it. Defaults to None.
+        tolerance: relative spread under which a volume counts as isotropic. Defaults to 0.1.
+
+    Example::
+
+        >>> img = MetaTensor(torch.zeros(1, 8, 8, 4), affine=torch.diag(torch.tensor([1.0, 1.0, 3.0, 1.0])))
+        >>> SliceAxis()(img).meta["slice_axis"]
+        2
+
+    Raises:
+        ValueError: ``axis`` not in (0, 1, 2).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, axis: int | None = None, tolerance: float = 0.1) -> None:
+        if axis is not None and axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0, 1, 2 or None, got {axis}.")
+        self.axis = axis
+        self.tolerance = tolerance
+
+    def __call__(self, img: NdarrayOrTensor) -> MetaTensor:
+        img = MetaTensor(img) if not isinstance(img, MetaTensor) else img
+        img.meta[SLICE_AXIS_KEY] = self.axis if self.axis is not None else find_slice_axis(img.affine, self.tolerance)
+        return img
+
+
+class PercentileScale(InvertibleTransform):
+    """Divide an image by the ``percentile``-th percentile of its non-zero voxels; ``inverse`` multiplies it back.
+
+    Unlike ``ScaleIntensityRangePercentiles`` it neither shifts nor clips, so it is exactly invertible, and the factor
+    travels in ``applied_operations``.
+
+    Args:
+        percentile: percentile of the non-zero voxels mapped to 1. Defaults to 99.5.
+
+    Example::
+
+        >>> t = PercentileScale()
+        >>> y = t(MetaTensor(torch.arange(1.0, 201.0)))
+        >>> torch.allclose(t.inverse(y), torch.arange(1.0, 201.0))
+        True
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, percentile: float = 99.5) -> None:
+        if not 0 < percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {percentile}.")
+        self.percentile = percentile
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        scale = percentile_scale_factor(img, self.percentile)
+        out = img / scale
+        self.push_transform(out, extra_info={"scale": scale})
+        return out
+
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        transform = self.pop_transform(data)
+        return data * transform["extra_info"]["scale"]
+
+
+class RandSliceTriplet(Randomizable, Transform):
+    """Cut a random slice triplet (i-1, i, i+1) from a channel-first 3D volume: ``(input, target)``.
+
+    ``input`` has 2 channels (slices i-1 and i+1), ``target`` 1 channel (slice i), both ``patch_size`` in-plane
+    (zero-padded where the slice is smaller). The axis is ``img.meta["slice_axis"]`` (or the last one); with
+    ``random_axis`` a near-isotropic volume (largest/smallest spacing <= ``max_anisotropy``) uses any axis. Patches
+    whose target has fewer than ``min_foreground`` foreground voxels (> 0.05 after scaling) are redrawn, at most
+    ``max_tries`` times, after which the most foreground-rich draw is kept.
+
+    Args:
+        patch_size: in-plane patch size. Defaults to (128, 128).
+        min_foreground: least fraction of foreground voxels in the target patch. Defaults to 0.1.
+        random_axis: draw the axis at random for near-isotropic volumes. Defaults to False.
+        max_anisotropy: spacing ratio under which a volume counts as near-isotropic. Defaults to 1.5.
+        max_tries: draws before giving up on ``min_foreground``. Defaults to 10.
+
+    Example::
+
+        >>> vol = MetaTensor(torch.rand(1, 40, 40, 9))
+        >>> x, y = RandSliceTriplet(patch_size=(32, 32)).set_random_state(0)(vol)
+        >>> tuple(x.shape), tuple(y.shape)
+        ((2, 32, 32), (1, 32, 32))
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        patch_size: Sequence[int] = (128, 128),
+        min_foreground: float = 0.1,
+        random_axis: bool = False,
+        max_anisotropy: float = 1.5,
+        max_tries: int = 10,
+    ) -> None:
+        if len(patch_size) != 2 or min(patch_size) < 1:
+            raise ValueError(f"patch_size must be two positive ints, got {patch_size}.")
+        if not 0 <= min_foreground <= 1:
+            raise ValueError(f"min_foreground must be in [0, 1], got {min_foreground}.")
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.min_foreground = min_foreground
+        self.random_axis = random_axis
+        self.max_anisotropy = max_anisotropy
+        self.max_tries = max(1, int(max_tries))
+        self._axis = 2
+        self._corner: tuple[int, int, int] = (1, 0, 0)
+
+    def _candidate_axes(self, img: torch.Tensor) -> list[int]:
+        axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
+        if self.random_axis and isinstance(img, MetaTensor):
+            spacing = voxel_spacing(img.affine)
+            if spacing.max() <= spacing.min() * self.max_anisotropy:
+                return [a for a in range(3) if img.shape[a + 1] >= 3]
+        return [int(axis)]
+
+    def randomize(self, img: torch.Tensor) -> None:
+        axes = self._candidate_axes(img)
+        self._axis = axes[self.R.randint(len(axes))]
+        if img.shape[self._axis + 1] < 3:
+            raise ValueError(f"RandSliceTriplet needs 3 slices along axis {self._axis}, got shape {tuple(img.shape)}.")
+        plane = [s for a, s in enumerate(img.shape[1:]) if a != self._axis]
+        n = img.shape[self._axis + 1]
+        self._corner = (
+            int(self.R.randint(1, n - 1)),
+            *(int(self.R.randint(0, max(d - p, 0) + 1)) for d, p in zip(plane, self.patch_size)),
+        )
+
+    def _cut(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, r0, c0 = self._corner
+        vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, self._axis + 1, 1)  # (C, slices, H, W)
+        triplet = vol[0, i - 1 : i + 2, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]]
+        pad = (0, self.patch_size[1] - triplet.shape[2], 0, self.patch_size[0] - triplet.shape[1])
+        triplet = torch.nn.functional.pad(triplet.float(), pad)
+        return triplet[[0, 2]].clone(), triplet[1:2].clone()
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        img = convert_to_tensor(img, track_meta=True)
+        if img.ndim != 4 or min(img.shape[1:]) < 1:
+            raise ValueError(f"RandSliceTriplet expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
+        if not randomize:
+            return self._cut(img)
+        best, best_fg = None, -1.0
+        for _ in range(self.max_tries):
+            self.randomize(img)
+            x, y = self._cut(img)
+            fg = float((y > FOREGROUND_THRESHOLD).float().mean())
+            if fg > best_fg:
+                best, best_fg = (x, y), fg
+            if fg >= self.min_foreground:
+                break
+        return best

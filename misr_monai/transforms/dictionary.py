@@ -1,0 +1,133 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Dictionary wrappers of :py:mod:`misr_monai.transforms.array`."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import torch
+
+from monai.config import KeysCollection
+from monai.transforms import InvertibleTransform, MapTransform, Randomizable
+
+from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis
+
+__all__ = [
+    "SliceAxisd",
+    "SliceAxisD",
+    "SliceAxisDict",
+    "PercentileScaled",
+    "PercentileScaleD",
+    "PercentileScaleDict",
+    "RandSliceTripletd",
+    "RandSliceTripletD",
+    "RandSliceTripletDict",
+]
+
+
+class SliceAxisd(MapTransform):
+    """Dictionary-based :py:class:`SliceAxis`: records ``meta["slice_axis"]`` on each key's MetaTensor."""
+
+    backend = SliceAxis.backend
+
+    def __init__(
+        self, keys: KeysCollection, axis: int | None = None, tolerance: float = 0.1, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = SliceAxis(axis, tolerance)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class PercentileScaled(MapTransform, InvertibleTransform):
+    """Dictionary-based :py:class:`PercentileScale`, invertible (for example by ``monai.transforms.Invertd``)."""
+
+    backend = PercentileScale.backend
+
+    def __init__(self, keys: KeysCollection, percentile: float = 99.5, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.scaler = PercentileScale(percentile)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key])
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler.inverse(d[key])
+        return d
+
+
+class RandSliceTripletd(Randomizable, MapTransform):
+    """Dictionary-based :py:class:`RandSliceTriplet`: ``num_samples`` patches per volume.
+
+    Each returned dict is a copy of the input with ``keys`` (one key: the volume) replaced by the 2-channel input
+    patch (slices i-1, i+1) and ``label_key`` set to the 1-channel target (slice i).
+
+    Args:
+        keys: the key of the channel-first volume (one key).
+        label_key: where to put the target slice. Defaults to ``"label"``.
+        num_samples: patches per volume. Defaults to 1.
+        patch_size, min_foreground, random_axis, max_anisotropy, max_tries: as :py:class:`RandSliceTriplet`.
+        allow_missing_keys: don't raise if the key is missing. Defaults to False.
+
+    Example::
+
+        >>> t = RandSliceTripletd("image", num_samples=2, patch_size=(32, 32)).set_random_state(0)
+        >>> out = t({"image": MetaTensor(torch.rand(1, 40, 40, 9))})
+        >>> len(out), tuple(out[0]["image"].shape), tuple(out[0]["label"].shape)
+        (2, (2, 32, 32), (1, 32, 32))
+    """
+
+    backend = RandSliceTriplet.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "label",
+        num_samples: int = 1,
+        patch_size: Sequence[int] = (128, 128),
+        min_foreground: float = 0.1,
+        random_axis: bool = False,
+        max_anisotropy: float = 1.5,
+        max_tries: int = 10,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"RandSliceTripletd takes exactly one key (the volume), got {self.keys}.")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}.")
+        self.label_key = label_key
+        self.num_samples = int(num_samples)
+        self.sampler = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries)
+
+    def set_random_state(self, seed: int | None = None, state=None) -> RandSliceTripletd:
+        super().set_random_state(seed, state)
+        self.sampler.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, data=None) -> None:
+        pass  # each draw happens in ``self.sampler``, from the shared ``self.R``
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
+        out = []
+        for key in self.key_iterator(dict(data)):
+            for _ in range(self.num_samples):
+                x, y = self.sampler(data[key])
+                sample = dict(data)
+                sample[key], sample[self.label_key] = x, y
+                out.append(sample)
+        return out
+
+
+SliceAxisD = SliceAxisDict = SliceAxisd
+PercentileScaleD = PercentileScaleDict = PercentileScaled
+RandSliceTripletD = RandSliceTripletDict = RandSliceTripletd

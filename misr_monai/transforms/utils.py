@@ -1,0 +1,51 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Plain functions behind the transforms, shared with volume inference and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["voxel_spacing", "find_slice_axis", "percentile_scale_factor", "FOREGROUND_THRESHOLD"]
+
+FOREGROUND_THRESHOLD = 0.05
+"""Intensity (after percentile scaling to [0, 1]) above which a voxel counts as foreground."""
+
+
+def voxel_spacing(affine) -> np.ndarray:
+    """Voxel sizes of the three spatial axes: the norms of the affine's first three columns (valid for oblique affines)."""
+    affine = np.asarray(affine, dtype=np.float64)
+    return np.linalg.norm(affine[:3, :3], axis=0)
+
+
+def find_slice_axis(affine, tolerance: float = 0.1) -> int:
+    """The through-plane axis: the axis with the largest voxel spacing.
+
+    When all spacings agree within ``tolerance`` (largest <= smallest * (1 + tolerance)), the last spatial axis.
+
+    Args:
+        affine: a 4x4 (or 3x3) voxel-to-world matrix.
+        tolerance: relative spread under which a volume counts as isotropic. Defaults to 0.1.
+
+    Example::
+
+        >>> find_slice_axis(np.diag([0.5, 0.5, 3.0, 1.0]))
+        2
+    """
+    spacing = voxel_spacing(affine)
+    if spacing.max() <= spacing.min() * (1.0 + tolerance):
+        return 2
+    return int(np.argmax(spacing))
+
+
+def percentile_scale_factor(img, percentile: float = 99.5) -> float:
+    """The ``percentile``-th percentile of the non-zero voxels of ``img`` (1.0 when it has none or it is not positive).
+
+    Dividing by it maps a volume's tissue to about [0, 1]; it is the evaluation protocol's scaling.
+    """
+    values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    values = values[values != 0]
+    if values.size == 0:
+        return 1.0
+    scale = float(np.percentile(values.astype(np.float64), percentile))
+    return scale if scale > 0 else 1.0
