@@ -28,6 +28,7 @@ __all__ = [
     "upsample_array",
     "upsample_file",
     "upsampled_affine",
+    "load_predictor",
 ]
 
 SlicePredictor = Callable[[np.ndarray], np.ndarray]
@@ -188,3 +189,14 @@ def upsample_file(
         "input_spacing": tuple(float(s) for s in spacing),
         "output_spacing": tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)),
     }
+
+
+def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False):
+    """The slice predictor named ``method``: ``linear`` or ``cubic``.
+
+    Raises:
+        InputError: an unknown method.
+    """
+    if method in BASELINES:
+        return BASELINES[method]
+    raise InputError(f"unknown method {method!r}; choose one of {', '.join(BASELINES)}.")

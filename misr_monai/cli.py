@@ -1,0 +1,166 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""The ``misr`` command: upsample, evaluate, datalist, demo, benchmark.
+
+Heavy imports (torch, MONAI) happen inside the subcommands, so ``misr --help`` is instant. Bad input ends with one
+line on stderr naming the file and the problem, exit code 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEMO_VOLUME = Path(__file__).parent / "data" / "sub-53_T1w.nii.gz"
+DEFAULT_MODEL = "cubic"
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _upsample(args) -> None:
+    from misr_monai.inference import load_predictor, upsample_file
+
+    predict = load_predictor(args.model, _device(args.device), args.batch_size, progress=True)
+    info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite)
+    print(
+        f"{args.output}: {info['input_shape']} -> {info['output_shape']} along axis {info['axis']}, "
+        f"spacing {info['input_spacing'][info['axis']]:.3f} -> {info['output_spacing'][info['axis']]:.3f} mm "
+        f"({args.model})"
+    )
+    if args.figure:
+        _preview(args.input, args.output, info["axis"], args.figure)
+
+
+def _preview(input_path, output_path, axis: int, figure) -> None:
+    from misr_monai.figures import upsample_figure
+    from misr_monai.io import load_volume
+    from misr_monai.transforms.utils import voxel_spacing
+
+    original, img = load_volume(input_path)
+    upsampled, _ = load_volume(output_path)
+    upsample_figure(original, upsampled, axis, voxel_spacing(img.affine), figure, Path(input_path).name)
+    print(f"{figure}: figure")
+
+
+def _demo(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = DEMO_VOLUME.name.split(".nii")[0]
+    args.input, args.output, args.figure = DEMO_VOLUME, out / f"{stem}_x2.nii.gz", out / f"{stem}_x2.png"
+    args.axis, args.factor, args.overwrite = None, 2, True
+    _upsample(args)
+
+
+def _evaluate(args) -> None:
+    from misr_monai.evaluation import evaluate
+    from misr_monai.inference import load_predictor
+    from misr_monai.io import InputError
+
+    methods = [m for m in args.methods.split(",") if m]
+    for required in ("cubic", "linear"):
+        if required not in methods:
+            methods.insert(0, required)
+    if not Path(args.dataset_dir).is_dir():
+        raise InputError(f"{args.dataset_dir}: dataset folder not found.")
+    predictors = {m: load_predictor(m, _device(args.device), args.batch_size) for m in methods}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _, summary = evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
+    print((out / "summary.md").read_text(), end="")
+    print(f"tables and figures in {out}")
+
+
+def _datalist(args) -> None:
+    from misr_monai.datalist import make_datalist, write_datalist
+    from misr_monai.io import check_output_path
+
+    check_output_path(args.out, args.overwrite)
+    datalist = make_datalist(args.dir, args.pattern, args.val, args.test, args.seed)
+    write_datalist(datalist, args.out)
+    counts = ", ".join(f"{k} {len({e['subject'] for e in v})} subjects/{len(v)} files" for k, v in datalist.items())
+    print(f"{args.out}: {counts}")
+
+
+def _benchmark(args) -> None:
+    from misr_monai.benchmarks import run_benchmarks
+
+    run_benchmarks(args.methods.split(","), tuple(args.shape), _device(args.device), args.batch_size)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misr", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p):
+        p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+        p.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
+
+    p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume")
+    p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz); never modified")
+    p.add_argument("output", help="NIfTI file to write")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="linear, cubic, a shipped bundle's short name or a bundle folder")
+    p.add_argument("--axis", type=int, default=None, help="slice axis 0, 1 or 2 (default: the largest spacing)")
+    p.add_argument("--factor", type=int, default=2, help="2, 4 or 8: x2 applied repeatedly (default: 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
+    model_options(p)
+    p.set_defaults(func=_upsample)
+
+    p = sub.add_parser("demo", help="upsample the embedded demo volume and draw a figure")
+    p.add_argument("--out", default="demo_output", help="folder for the NIfTI and PNG (default: demo_output)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"as for upsample (default: {DEFAULT_MODEL})")
+    model_options(p)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("evaluate", help="the evaluation protocol on a datalist split: tables and figures")
+    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
+    p.add_argument("--split", default="test", help="datalist split (default: test)")
+    p.add_argument("--methods", default="linear,cubic", help="comma-separated; linear and cubic are always included")
+    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
+    p.add_argument("--out", required=True, help="folder for per_volume/summary .csv/.md and PNG figures")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    model_options(p)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("datalist", help="a seeded, patient-wise datalist for a folder of NIfTI files")
+    p.add_argument("dir", help="dataset folder; datalist paths are relative to it")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--pattern", default="**/*.nii*", help="glob relative to DIR (default: **/*.nii*)")
+    p.add_argument("--val", type=float, default=0.2, help="validation subjects: fraction < 1 or count (default: 0.2)")
+    p.add_argument("--test", type=float, default=0.2, help="test subjects: fraction < 1 or count (default: 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing datalist")
+    p.set_defaults(func=_datalist)
+
+    p = sub.add_parser("benchmark", help="time and memory of each method on a synthetic 256x256x128 volume")
+    p.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")
+    p.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128), help="volume shape (default: 256 256 128)")
+    model_options(p)
+    p.set_defaults(func=_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``misr`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from misr_monai.io import InputError
+
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"misr: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("misr: interrupted; no partial output was kept.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHARED_MRI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mri"
+needs_shared = pytest.mark.skipif(not SHARED_MRI.is_dir(), reason="../shared/data/mri is absent")
+
+
+def smooth_volume(shape=(24, 20, 9), seed=0, dtype=np.float32) -> np.ndarray:
+    """A small positive volume with structure in every direction."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*(np.linspace(0, np.pi, s) for s in shape), indexing="ij")
+    vol = 500 + 300 * np.sin(2 * grid[0]) * np.cos(grid[1]) + 200 * np.sin(3 * grid[2]) + rng.normal(0, 5, shape)
+    return vol.astype(dtype)
+
+
+def write_nifti(path, data, affine=None, qform_code=1, sform_code=1, units=("mm", "sec")) -> Path:
+    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0]) if affine is None else affine)
+    img.header.set_qform(img.affine, code=qform_code)
+    img.header.set_sform(img.affine, code=sform_code)
+    img.header.set_xyzt_units(*units)
+    nib.save(img, str(path))
+    return Path(path)
+
+
+@pytest.fixture
+def volume_file(tmp_path):
+    return write_nifti(tmp_path / "vol.nii.gz", smooth_volume())
