@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except InputError as err:
-        print(f"misr: error: {err}", file=sys.stderr)
+        print("misr: error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("misr: interrupted; no partial output was kept.", file=sys.stderr)

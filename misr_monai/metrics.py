@@ -15,6 +15,7 @@ __all__ = ["METRICS", "slice_metrics", "score_reconstruction"]
 
 METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
 _MSE_FLOOR = 1e-10
+_SSIM_WINDOW = 11
 
 
 def _psnr(mse: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def _gradient_magnitude(slices: np.ndarray) -> np.ndarray:
 def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
     """Per-slice metrics of ``pred`` against ``truth``, both ``(k, H, W)`` already scaled to [0, 1].
 
-    Slices whose truth has its maximum below 0.05 are skipped. ``psnr_fg`` and ``edge_ratio`` use the foreground
+    Slices whose truth has its maximum below 0.05 are skipped. SSIM is NaN for slices smaller than its 11x11 window. ``psnr_fg`` and ``edge_ratio`` use the foreground
     (truth above 0.05, dilated in-plane by a 5x5 square); ``edge_ratio`` is the mean in-plane gradient magnitude of
     ``pred`` over that of ``truth`` there (1.0 is ideal, blur gives less).
 
@@ -47,13 +48,16 @@ def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
     mse_fg = (err**2 * fg).sum(axis=(1, 2)) / fg_count
     grad_pred = (_gradient_magnitude(pred) * fg).sum(axis=(1, 2))
     grad_truth = (_gradient_magnitude(truth) * fg).sum(axis=(1, 2))
-    ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(
-        torch.from_numpy(pred[:, None]).float(), torch.from_numpy(truth[:, None]).float()
-    )
+    if min(truth.shape[1:]) >= _SSIM_WINDOW:
+        ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(
+            torch.from_numpy(pred[:, None]).float(), torch.from_numpy(truth[:, None]).float()
+        ).reshape(-1).double().numpy()
+    else:  # the protocol's 11x11 window does not fit
+        ssim = np.full(truth.shape[0], np.nan)
     return {
         "psnr": _psnr(mse),
         "psnr_fg": _psnr(mse_fg),
-        "ssim": ssim.reshape(-1).double().numpy(),
+        "ssim": ssim,
         "mae": np.abs(err).mean(axis=(1, 2)),
         "mse": mse,
         "edge_ratio": grad_pred / np.maximum(grad_truth, 1e-12),

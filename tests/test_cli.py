@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from misr_monai.cli import main
+from tests.conftest import smooth_volume, write_nifti
+
+
+def _run_error(capsys, argv, out_path=None):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("misr: error: ") and "Traceback" not in err
+    if out_path is not None:
+        assert not os.path.exists(out_path)
+        assert not [f for f in os.listdir(os.path.dirname(out_path) or ".") if f.startswith(".out")]  # no temp left
+    return err
+
+
+def _bad_inputs(tmp_path):
+    good = write_nifti(tmp_path / "good.nii.gz", smooth_volume())
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(os.urandom(2000))
+    truncated_gz = tmp_path / "truncated.nii.gz"
+    truncated_gz.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    plain = write_nifti(tmp_path / "plain.nii", smooth_volume())
+    truncated = tmp_path / "truncated.nii"
+    truncated.write_bytes(plain.read_bytes()[:1000])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    mgh = tmp_path / "vol.mgz"
+    nib.save(nib.MGHImage(smooth_volume(), np.eye(4)), str(mgh))
+    nan = smooth_volume()
+    nan[3, 3, 3] = np.nan
+    inf = smooth_volume()
+    inf[1, 2, 3] = np.inf
+    return {
+        "missing": (tmp_path / "nope.nii.gz", "no such file"),
+        "corrupt": (corrupt, "not a readable NIfTI"),
+        "truncated_gz": (truncated_gz, "truncated"),
+        "truncated": (truncated, "truncated"),
+        "not_nifti_text": (text, "not a readable NIfTI"),
+        "not_nifti_mgh": (mgh, "not a NIfTI"),
+        "2d": (write_nifti(tmp_path / "flat.nii.gz", smooth_volume()[:, :, 0]), "expected a 3D volume"),
+        "4d": (write_nifti(tmp_path / "series.nii.gz", np.stack([smooth_volume()] * 3, -1)), "expected a 3D volume"),
+        "two_slices": (write_nifti(tmp_path / "thin.nii.gz", smooth_volume((20, 20, 2))), "at least 3"),
+        "nan": (write_nifti(tmp_path / "nan.nii.gz", nan), "NaN or Inf"),
+        "inf": (write_nifti(tmp_path / "inf.nii.gz", inf), "NaN or Inf"),
+    }
+
+
+CASES = ["missing", "corrupt", "truncated_gz", "truncated", "not_nifti_text", "not_nifti_mgh", "2d", "4d",
+         "two_slices", "nan", "inf"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, case):
+    path, message = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out.nii.gz"
+    err = _run_error(capsys, ["upsample", str(path), str(out)], out)
+    assert str(path) in err and message in err
+
+
+def test_output_exists_needs_overwrite(tmp_path, capsys, volume_file):
+    out = tmp_path / "out.nii.gz"
+    out.write_bytes(b"keep me")
+    err = _run_error(capsys, ["upsample", str(volume_file), str(out)])
+    assert "--overwrite" in err and out.read_bytes() == b"keep me"
+    assert main(["upsample", str(volume_file), str(out), "--overwrite"]) == 0
+    assert nib.load(str(out)).shape == (24, 20, 17)
+
+
+def test_output_folder_missing_or_not_writable(tmp_path, capsys, volume_file, monkeypatch):
+    err = _run_error(capsys, ["upsample", str(volume_file), str(tmp_path / "no" / "out.nii.gz")])
+    assert "does not exist" in err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != os.fspath(locked))  # root ignores chmod
+    err = _run_error(capsys, ["upsample", str(volume_file), str(locked / "out.nii.gz")], locked / "out.nii.gz")
+    assert "not writable" in err
+
+
+@pytest.mark.parametrize(
+    "extra,message", [(["--factor", "3"], "power of two"), (["--axis", "4"], "--axis"), (["--model", "magic"], "unknown")]
+)
+def test_bad_options(tmp_path, capsys, volume_file, extra, message):
+    out = tmp_path / "out.nii.gz"
+    assert message in _run_error(capsys, ["upsample", str(volume_file), str(out), *extra], out)
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "misr_monai", "upsample", str(tmp_path / "missing.nii.gz"), str(tmp_path / "o.nii.gz")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_4d_single_volume_and_axis_option(tmp_path, capsys):
+    src = write_nifti(tmp_path / "one.nii.gz", smooth_volume()[..., None])
+    assert main(["upsample", str(src), str(tmp_path / "o.nii.gz"), "--axis", "0", "--model", "linear"]) == 0
+    assert nib.load(str(tmp_path / "o.nii.gz")).shape == (47, 20, 9)
+
+
+def test_demo_writes_volume_and_figure(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = nib.load(str(tmp_path / "demo" / "sub-53_T1w_x2.nii.gz"))
+    assert out.shape[2] == 2 * 138 - 1
+    assert (tmp_path / "demo" / "sub-53_T1w_x2.png").stat().st_size > 10_000
+
+
+def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in range(5):
+        write_nifti(data / f"sub-{s:02d}_T1w.nii.gz", smooth_volume((24, 24, 13), seed=s))
+        write_nifti(data / f"sub-{s:02d}_T2w.nii.gz", smooth_volume((24, 24, 13), seed=10 + s))
+    dl = tmp_path / "synth.json"
+    assert main(["datalist", str(data), "--out", str(dl), "--val", "1", "--test", "2", "--seed", "3"]) == 0
+    datalist = json.loads(dl.read_text())
+    subjects = {k: {e["subject"] for e in v} for k, v in datalist.items()}
+    assert len(subjects["test"]) == 2 and len(subjects["validation"]) == 1 and len(subjects["training"]) == 2
+    assert not (subjects["test"] & subjects["training"]) and len(datalist["test"]) == 4  # both files of a subject
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--datalist", str(dl), "--split", "test", "--methods", "cubic",
+                 "--dataset-dir", str(data), "--out", str(out)]) == 0
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae",
+                             "mse", "edge_ratio", "gain_db", "seconds"]
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"linear", "cubic"} and by_method["linear"]["volumes"] == "4"
+    assert float(by_method["linear"]["gain_db"]) == 0.0 and int(by_method["cubic"]["slices"]) == 4 * 6
+    assert (out / "summary.md").read_text().startswith("| dataset | method |")
+    assert len(list(out.glob("*_axial.png"))) == 4 and len(list(out.glob("*_sagittal.png"))) == 4
+
+
+def test_datalist_is_seeded(tmp_path):
+    from misr_monai.datalist import make_datalist
+
+    for s in range(8):
+        write_nifti(tmp_path / f"case{s}_T2.nii.gz", smooth_volume((8, 8, 4)))
+    assert make_datalist(tmp_path, seed=1) == make_datalist(tmp_path, seed=1)
+    assert make_datalist(tmp_path, seed=1) != make_datalist(tmp_path, seed=2)
+
+
+def test_benchmark_prints_figures(capsys):
+    from misr_monai.benchmarks import run_benchmarks
+
+    (row,) = run_benchmarks(["linear"], shape=(32, 32, 8))
+    assert row[0] == "linear" and row[1] > 0 and row[2] == 7 and row[4] > 0
+    assert "slices/s" in capsys.readouterr().out

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from misr_monai.metrics import score_reconstruction, slice_metrics
+
+
+def test_hand_computed_case():
+    truth = np.zeros((1, 20, 20))
+    truth[0, 5:15, 5:15] = 0.5  # 100 foreground voxels; dilated 5x5 -> 14x14 = 196 voxels of 400
+    pred = truth.copy()
+    pred[0, 5:15, 5:15] = 0.6  # error 0.1 on the square only
+    m = slice_metrics(truth, pred)
+    assert m["mse"][0] == pytest.approx(100 * 0.01 / 400)
+    assert m["mae"][0] == pytest.approx(100 * 0.1 / 400)
+    assert m["psnr"][0] == pytest.approx(10 * np.log10(400 / 1.0))
+    assert m["psnr_fg"][0] == pytest.approx(10 * np.log10(1 / (100 * 0.01 / 196)))
+    assert m["edge_ratio"][0] == pytest.approx(1.2)  # edges scale with the step height 0.6 / 0.5
+    assert m["ssim"][0] < 1.0
+
+
+def test_perfect_prediction_and_psnr_floor():
+    truth = np.random.default_rng(0).random((2, 16, 16))
+    m = slice_metrics(truth, truth.copy())
+    np.testing.assert_allclose(m["ssim"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(m["psnr"], 100.0)  # MSE floored at 1e-10
+    np.testing.assert_allclose(m["edge_ratio"], 1.0)
+
+
+def test_ssim_is_nan_for_slices_smaller_than_its_window():
+    truth = np.ones((2, 8, 8))
+    m = slice_metrics(truth, truth)
+    assert np.isnan(m["ssim"]).all() and np.isfinite(m["psnr"]).all()
+
+
+def test_background_slices_are_skipped():
+    truth = np.zeros((3, 16, 16))
+    truth[1] = 0.04  # below 0.05: background
+    truth[2, 4:12, 4:12] = 1.0
+    m = slice_metrics(truth, truth * 0.5)
+    assert m["psnr"].shape == (1,)
+
+
+def test_blur_lowers_edge_ratio():
+    truth = np.zeros((1, 32, 32))
+    truth[0, 8:24, 8:24] = 1.0
+    from scipy.ndimage import uniform_filter
+
+    blurred = uniform_filter(truth, size=(1, 5, 5))
+    assert slice_metrics(truth, blurred)["edge_ratio"][0] < 0.9
+
+
+def test_score_reconstruction_uses_odd_slices_and_volume_scale():
+    truth = np.ones((8, 8, 7)) * 200.0
+    truth[..., 1::2] = 100.0
+    recon = truth[..., :7].copy()
+    recon[..., 1::2] = 110.0  # error 10 on odd slices = 0.05 after scaling by 200
+    s = score_reconstruction(truth, recon, axis=2)
+    assert s["slices"] == 3
+    assert s["mae"] == pytest.approx(0.05)
+    assert s["psnr"] == pytest.approx(10 * np.log10(1 / 0.0025))
