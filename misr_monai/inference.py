@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +29,10 @@ __all__ = [
     "upsample_array",
     "upsample_file",
     "upsampled_affine",
+    "load_network",
+    "bundle_folder",
     "load_predictor",
+    "upsample_folder",
 ]
 
 SlicePredictor = Callable[[np.ndarray], np.ndarray]
@@ -191,12 +195,83 @@ def upsample_file(
     }
 
 
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+BUNDLES = {"residual_cnn": "mri_slice_interpolation_residual_cnn"}
+"""Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
+
+
+def load_network(network: torch.nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Load a state dict saved by the bundle's ``CheckpointSaver`` into ``network`` and move it to ``device``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    return network.to(device).eval()
+
+
+def bundle_folder(method: str) -> Path | None:
+    """The bundle folder named by ``method`` (a short name or a path), or None when it names none."""
+    folder = BUNDLES_DIR / BUNDLES[method] if method in BUNDLES else Path(method)
+    return folder if (folder / "configs" / "inference.json").is_file() else None
+
+
 def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False):
-    """The slice predictor named ``method``: ``linear`` or ``cubic``.
+    """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder.
+
+    A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
+    ``batch_size`` override the config's.
 
     Raises:
-        InputError: an unknown method.
+        InputError: an unknown method, or a bundle without weights.
     """
     if method in BASELINES:
         return BASELINES[method]
-    raise InputError(f"unknown method {method!r}; choose one of {', '.join(BASELINES)}.")
+    folder = bundle_folder(method)
+    if folder is None:
+        choices = ", ".join([*BASELINES, *BUNDLES])
+        raise InputError(f"unknown method {method!r}; choose one of {choices}, or a bundle folder with configs/inference.json.")
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(folder), "device": torch.device(device), "batch_size": batch_size})
+    if not Path(parser.get_parsed_content("checkpoint")).is_file():
+        raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
+    predictor = parser.get_parsed_content("predictor")
+    predictor.progress = progress
+    return predictor
+
+
+def upsample_folder(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    predict: SlicePredictor,
+    axis: int | None = None,
+    factor: int = 2,
+    overwrite: bool = False,
+) -> list[Path]:
+    """:py:func:`upsample_file` on every ``.nii``/``.nii.gz`` in ``input_dir``, written under the same names.
+
+    Bad files are reported one line each and skipped; an :py:class:`InputError` listing them is raised at the end.
+
+    Returns:
+        the files written.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input folder not found.")
+    if input_dir.resolve() == output_dir.resolve():
+        raise InputError(f"{output_dir}: the output folder must differ from the input folder (inputs are never modified).")
+    files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    if not files:
+        raise InputError(f"{input_dir}: no .nii or .nii.gz files.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written, failed = [], []
+    for path in files:
+        try:
+            upsample_file(path, output_dir / path.name, predict, axis, factor, overwrite)
+            written.append(output_dir / path.name)
+        except InputError as err:
+            print(" ".join(str(err).split()))
+            failed.append(path.name)
+    if failed:
+        raise InputError(f"{input_dir}: {len(failed)} of {len(files)} files failed: {', '.join(failed)}.")
+    return written

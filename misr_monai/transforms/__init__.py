@@ -1,7 +1,7 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from .array import PercentileScale, RandSliceTriplet, SliceAxis
+from .array import PercentileScale, RandSliceTriplet, SliceAxis, SliceTriplets
 from .dictionary import (
     PercentileScaled,
     PercentileScaleD,
@@ -12,5 +12,8 @@ from .dictionary import (
     SliceAxisd,
     SliceAxisD,
     SliceAxisDict,
+    SliceTripletsd,
+    SliceTripletsD,
+    SliceTripletsDict,
 )
 from .utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor, voxel_spacing

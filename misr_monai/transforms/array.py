@@ -16,7 +16,7 @@ from monai.utils import TransformBackends, convert_to_tensor
 
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor, voxel_spacing
 
-__all__ = ["SliceAxis", "PercentileScale", "RandSliceTriplet"]
+__all__ = ["SliceAxis", "PercentileScale", "RandSliceTriplet", "SliceTriplets"]
 
 SLICE_AXIS_KEY = "slice_axis"
 
@@ -181,3 +181,37 @@ class RandSliceTriplet(Randomizable, Transform):
             if fg >= self.min_foreground:
                 break
         return best
+
+
+class SliceTriplets(Transform):
+    """All full-slice triplets of a channel-first volume whose middle slice is odd (1, 3, 5...), as the protocol scores.
+
+    Returns a list of ``(input, target)``: input 2 channels (slices i-1, i+1), target 1 channel (slice i), for every
+    ``stride``-th odd i along ``img.meta["slice_axis"]`` whose target has foreground (maximum >= 0.05 after scaling).
+
+    Args:
+        stride: keep every ``stride``-th odd slice (1 keeps all). Defaults to 1.
+
+    Example::
+
+        >>> pairs = SliceTriplets()(MetaTensor(torch.ones(1, 8, 8, 7)))
+        >>> len(pairs), tuple(pairs[0][0].shape)
+        (3, (2, 8, 8))
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, stride: int = 1) -> None:
+        if stride < 1:
+            raise ValueError(f"stride must be positive, got {stride}.")
+        self.stride = stride
+
+    def __call__(self, img: NdarrayOrTensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        img = convert_to_tensor(img, track_meta=True)
+        axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
+        vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, axis + 1, 1)[0].float()
+        out = []
+        for i in range(1, vol.shape[0] - 1, 2 * self.stride):
+            if float(vol[i].max()) >= FOREGROUND_THRESHOLD:
+                out.append((vol[[i - 1, i + 1]].clone(), vol[i : i + 1].clone()))
+        return out

@@ -10,7 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
-from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis
+from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis, SliceTriplets
 
 __all__ = [
     "SliceAxisd",
@@ -22,6 +22,9 @@ __all__ = [
     "RandSliceTripletd",
     "RandSliceTripletD",
     "RandSliceTripletDict",
+    "SliceTripletsd",
+    "SliceTripletsD",
+    "SliceTripletsDict",
 ]
 
 
@@ -128,6 +131,33 @@ class RandSliceTripletd(Randomizable, MapTransform):
         return out
 
 
+class SliceTripletsd(MapTransform):
+    """Dictionary-based :py:class:`SliceTriplets`: one dict per kept odd slice, full size, for validation.
+
+    Each dict is a copy of the input with ``keys`` (one key: the volume) replaced by the 2-channel input and
+    ``label_key`` set to the target slice; with ``list_data_collate`` a batch of one volume becomes all its slices.
+    """
+
+    backend = SliceTriplets.backend
+
+    def __init__(self, keys: KeysCollection, label_key: str = "label", stride: int = 1, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"SliceTripletsd takes exactly one key (the volume), got {self.keys}.")
+        self.label_key = label_key
+        self.splitter = SliceTriplets(stride)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
+        out = []
+        for key in self.key_iterator(dict(data)):
+            for x, y in self.splitter(data[key]):
+                sample = dict(data)
+                sample[key], sample[self.label_key] = x, y
+                out.append(sample)
+        return out
+
+
 SliceAxisD = SliceAxisDict = SliceAxisd
 PercentileScaleD = PercentileScaleDict = PercentileScaled
 RandSliceTripletD = RandSliceTripletDict = RandSliceTripletd
+SliceTripletsD = SliceTripletsDict = SliceTripletsd

@@ -1,0 +1,75 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Residual Interpolation CNN: predicts slice i from slices i-1 and i+1 as a residual over their mean."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from monai.networks.blocks import Convolution
+
+__all__ = ["ResidualInterpolationNet"]
+
+
+class _ResidualBlock(nn.Module):
+    """conv-act-conv with an identity skip."""
+
+    def __init__(self, spatial_dims: int, channels: int, act: str | tuple) -> None:
+        super().__init__()
+        self.conv1 = Convolution(spatial_dims, channels, channels, kernel_size=3, act=act, norm=None)
+        self.conv2 = Convolution(spatial_dims, channels, channels, kernel_size=3, conv_only=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.conv1(x))
+
+
+class ResidualInterpolationNet(nn.Module):
+    """Conv(in->channels)+act, ``num_res_blocks`` residual blocks, Conv(channels->out), plus a global skip.
+
+    The global skip adds the mean of the input channels (the neighbouring slices), so the network learns the residual
+    over linear interpolation and starts as linear interpolation when its last layer is zero.
+
+    Args:
+        spatial_dims: 2 for slices. Defaults to 2.
+        in_channels: neighbouring slices given. Defaults to 2.
+        out_channels: slices predicted. Defaults to 1.
+        channels: feature width. Defaults to 64.
+        num_res_blocks: residual blocks. Defaults to 5.
+        act: activation factory name or ``(name, args)``. Defaults to ``"relu"``.
+        zero_init_last: start the last convolution at zero, i.e. at linear interpolation. Defaults to True.
+
+    Example::
+
+        >>> net = ResidualInterpolationNet(channels=8, num_res_blocks=1)
+        >>> net(torch.rand(3, 2, 32, 32)).shape
+        torch.Size([3, 1, 32, 32])
+
+    Raises:
+        ValueError: non-positive ``channels``, ``in_channels`` or ``out_channels``, negative ``num_res_blocks``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 2,
+        out_channels: int = 1,
+        channels: int = 64,
+        num_res_blocks: int = 5,
+        act: str | tuple = "relu",
+        zero_init_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if min(in_channels, out_channels, channels) < 1:
+            raise ValueError(f"in_channels, out_channels and channels must be positive, got {in_channels}, "
+                             f"{out_channels}, {channels}.")
+        if num_res_blocks < 0:
+            raise ValueError(f"num_res_blocks must not be negative, got {num_res_blocks}.")
+        self.head = Convolution(spatial_dims, in_channels, channels, kernel_size=3, act=act, norm=None)
+        self.body = nn.Sequential(*(_ResidualBlock(spatial_dims, channels, act) for _ in range(num_res_blocks)))
+        self.tail = Convolution(spatial_dims, channels, out_channels, kernel_size=3, conv_only=True)
+        if zero_init_last:
+            nn.init.zeros_(self.tail.conv.weight)
+            nn.init.zeros_(self.tail.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1, keepdim=True) + self.tail(self.body(self.head(x)))
