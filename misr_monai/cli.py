@@ -1,5 +1,5 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The ``misr`` command: upsample, evaluate, datalist, demo, benchmark.
+"""The ``misr`` command: upsample, evaluate, datalist, demo, curve, benchmark.
 
 Heavy imports (torch, MONAI) happen inside the subcommands, so ``misr --help`` is instant. Bad input ends with one
 line on stderr naming the file and the problem, exit code 2, and nothing written.
@@ -93,6 +93,16 @@ def _benchmark(args) -> None:
     run_benchmarks(args.methods.split(","), tuple(args.shape), _device(args.device), args.batch_size)
 
 
+def _curve(args) -> None:
+    from misr_monai.figures import scalar_curve_figure
+
+    curves = scalar_curve_figure(args.log_dir, args.tags.split(","), args.out)
+    for tag, (steps, values) in curves.items():
+        best = max(range(len(values)), key=values.__getitem__)
+        print(f"{tag}: {len(steps)} points, last {values[-1]:.4f} at {steps[-1]}, max {values[best]:.4f} at {steps[best]}")
+    print(f"{args.out}: figure")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="misr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="shuffling seed (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing datalist")
     p.set_defaults(func=_datalist)
+
+    p = sub.add_parser("curve", help="plot training/validation scalars from TensorBoard event files to a PNG")
+    p.add_argument("log_dir", help="folder with events.out.tfevents.* (searched recursively)")
+    p.add_argument("--tags", default="val_psnr", help="comma-separated scalar tags (default: val_psnr)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.set_defaults(func=_curve)
 
     p = sub.add_parser("benchmark", help="time and memory of each method on a synthetic 256x256x128 volume")
     p.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from monai.metrics import SSIMMetric
 from misr_monai.io import atomic_write
 from misr_monai.transforms.utils import percentile_scale_factor
 
-__all__ = ["comparison_figure", "upsample_figure"]
+__all__ = ["comparison_figure", "upsample_figure", "scalar_curve_figure"]
 
 
 def _pyplot():
@@ -108,3 +109,30 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, spac
         a.axis("off")
     fig.suptitle(f"{title}: plane through slice axis {axis}")
     _save(fig, path)
+
+
+def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str | os.PathLike, title: str = "") -> dict:
+    """Plot scalars logged by ``TensorBoardStatsHandler`` (all event files under ``log_dir``) against their step.
+
+    Returns:
+        tag -> ``(steps, values)`` as plotted; tags with no events are left out.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, dict[int, float]] = {}
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in set(tags) & set(acc.Tags()["scalars"]):
+            series.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})  # resumed runs overlap
+    curves = {tag: (sorted(s), [s[k] for k in sorted(s)]) for tag, s in series.items()}
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(curves) or 1, 1, figsize=(7, 3 * max(len(curves), 1)), squeeze=False)
+    for ax, (tag, (steps, values)) in zip(axes[:, 0], curves.items()):
+        ax.plot(steps, values, marker="o" if len(steps) < 50 else None)
+        ax.set_xlabel("epoch" if tag.startswith("val") else "iteration")
+        ax.set_ylabel(tag)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or str(log_dir))
+    _save(fig, path)
+    return curves

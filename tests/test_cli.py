@@ -159,3 +159,15 @@ def test_benchmark_prints_figures(capsys):
     (row,) = run_benchmarks(["linear"], shape=(32, 32, 8))
     assert row[0] == "linear" and row[1] > 0 and row[2] == 7 and row[4] > 0
     assert "slices/s" in capsys.readouterr().out
+
+
+def test_curve_from_tensorboard_events(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    for run, (start, stop) in enumerate([(1, 4), (3, 6)]):  # a resumed run repeats epoch 3
+        with SummaryWriter(str(tmp_path / "runs" / str(run))) as writer:
+            for epoch in range(start, stop):
+                writer.add_scalar("val_psnr", 30.0 + epoch, epoch)
+    assert main(["curve", str(tmp_path / "runs"), "--out", str(tmp_path / "curve.png")]) == 0
+    assert "val_psnr: 5 points, last 35.0000 at 5" in capsys.readouterr().out
+    assert (tmp_path / "curve.png").stat().st_size > 5000
