@@ -34,7 +34,6 @@ def _measure(method: str, shape, device: str, batch_size: int, queue) -> None:
 
     from misr_monai.inference import load_predictor, upsample_array
 
-    torch.set_num_threads(torch.get_num_threads())
     volume = synthetic_volume(shape)
     predict = load_predictor(method, device, batch_size)
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

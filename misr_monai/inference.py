@@ -18,7 +18,7 @@ import torch
 from scipy.interpolate import CubicSpline
 
 from misr_monai.io import InputError, check_output_path, load_volume, save_volume
-from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
+from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, voxel_spacing
 
 __all__ = [
     "SlicePredictor",
@@ -185,13 +185,12 @@ def upsample_file(
         result = upsample_array(result, axis, predict)
     affine = upsampled_affine(img.affine, axis, factor)
     save_volume(output_path, _cast_like(result, data.dtype), affine, img)
-    spacing = np.linalg.norm(img.affine[:3, :3], axis=0)
     return {
         "axis": axis,
         "input_shape": tuple(data.shape),
         "output_shape": tuple(result.shape),
-        "input_spacing": tuple(float(s) for s in spacing),
-        "output_spacing": tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)),
+        "input_spacing": tuple(voxel_spacing(img.affine).tolist()),
+        "output_spacing": tuple(voxel_spacing(affine).tolist()),
     }
 
 

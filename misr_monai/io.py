@@ -59,7 +59,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: output exists; pass --overwrite to replace it.")
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         raise InputError(f"{path}: output folder {folder} does not exist.")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -71,7 +71,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path`` in one step."""
     path = Path(path)
     suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent if str(path.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
