@@ -14,13 +14,24 @@ from pathlib import Path
 __all__ = ["main"]
 
 DEMO_VOLUME = Path(__file__).parent / "data" / "sub-53_T1w.nii.gz"
-DEFAULT_MODEL = "cubic"
+DEFAULT_MODEL = "residual_cnn"
 
 
 def _device(name: str | None) -> str:
     import torch
 
     return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _make_folder(path) -> Path:
+    from misr_monai.io import InputError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{path}: cannot create the output folder ({err.strerror}).") from None
+    return path
 
 
 def _upsample(args) -> None:
@@ -49,8 +60,7 @@ def _preview(input_path, output_path, axis: int, figure) -> None:
 
 
 def _demo(args) -> None:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _make_folder(args.out)
     stem = DEMO_VOLUME.name.split(".nii")[0]
     args.input, args.output, args.figure = DEMO_VOLUME, out / f"{stem}_x2.nii.gz", out / f"{stem}_x2.png"
     args.axis, args.factor, args.overwrite = None, 2, True
@@ -69,9 +79,8 @@ def _evaluate(args) -> None:
     if not Path(args.dataset_dir).is_dir():
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
     predictors = {m: load_predictor(m, _device(args.device), args.batch_size) for m in methods}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _, summary = evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
+    out = _make_folder(args.out)
+    evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
     print((out / "summary.md").read_text(), end="")
     print(f"tables and figures in {out}")
 

@@ -176,3 +176,12 @@ def test_ckpt_export_torchscript(random_bundle, tmp_path):
     net.load_state_dict(torch.load(random_bundle / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 2, 24, 24)
     torch.testing.assert_close(scripted(x), net.eval()(x))
+
+
+def test_bundle_without_weights_is_a_one_line_error(random_bundle):
+    from misr_monai.inference import load_predictor
+    from misr_monai.io import InputError
+
+    (random_bundle / "models" / "model.pt").unlink()
+    with pytest.raises(InputError, match="no weights"):
+        load_predictor(str(random_bundle))

@@ -66,40 +66,43 @@ CASES = ["missing", "corrupt", "truncated_gz", "truncated", "not_nifti_text", "n
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, case):
     path, message = _bad_inputs(tmp_path)[case]
     out = tmp_path / "out.nii.gz"
-    err = _run_error(capsys, ["upsample", str(path), str(out)], out)
+    err = _run_error(capsys, ["upsample", str(path), str(out), "--model", "linear"], out)
     assert str(path) in err and message in err
 
 
 def test_output_exists_needs_overwrite(tmp_path, capsys, volume_file):
     out = tmp_path / "out.nii.gz"
     out.write_bytes(b"keep me")
-    err = _run_error(capsys, ["upsample", str(volume_file), str(out)])
+    err = _run_error(capsys, ["upsample", str(volume_file), str(out), "--model", "cubic"])
     assert "--overwrite" in err and out.read_bytes() == b"keep me"
-    assert main(["upsample", str(volume_file), str(out), "--overwrite"]) == 0
+    assert main(["upsample", str(volume_file), str(out), "--overwrite", "--model", "cubic"]) == 0
     assert nib.load(str(out)).shape == (24, 20, 17)
 
 
 def test_output_folder_missing_or_not_writable(tmp_path, capsys, volume_file, monkeypatch):
-    err = _run_error(capsys, ["upsample", str(volume_file), str(tmp_path / "no" / "out.nii.gz")])
+    err = _run_error(capsys, ["upsample", str(volume_file), str(tmp_path / "no" / "out.nii.gz"), "--model", "linear"])
     assert "does not exist" in err
     locked = tmp_path / "locked"
     locked.mkdir()
     monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != os.fspath(locked))  # root ignores chmod
-    err = _run_error(capsys, ["upsample", str(volume_file), str(locked / "out.nii.gz")], locked / "out.nii.gz")
+    err = _run_error(capsys, ["upsample", str(volume_file), str(locked / "out.nii.gz"), "--model", "linear"],
+                     locked / "out.nii.gz")
     assert "not writable" in err
 
 
 @pytest.mark.parametrize(
-    "extra,message", [(["--factor", "3"], "power of two"), (["--axis", "4"], "--axis"), (["--model", "magic"], "unknown")]
+    "extra,message",
+    [(["--factor", "3"], "power of two"), (["--axis", "4"], "--axis"), (["--model", "magic"], "unknown")],
 )
 def test_bad_options(tmp_path, capsys, volume_file, extra, message):
     out = tmp_path / "out.nii.gz"
-    assert message in _run_error(capsys, ["upsample", str(volume_file), str(out), *extra], out)
+    assert message in _run_error(capsys, ["upsample", str(volume_file), str(out), "--model", "linear", *extra], out)
 
 
 def test_console_script_prints_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "misr_monai", "upsample", str(tmp_path / "missing.nii.gz"), str(tmp_path / "o.nii.gz")],
+        [sys.executable, "-m", "misr_monai", "upsample", str(tmp_path / "missing.nii.gz"), str(tmp_path / "o.nii.gz"),
+         "--model", "linear"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -112,6 +115,10 @@ def test_4d_single_volume_and_axis_option(tmp_path, capsys):
 
 
 def test_demo_writes_volume_and_figure(tmp_path):
+    from misr_monai.cli import DEFAULT_MODEL
+    from misr_monai.inference import NetworkPredictor, load_predictor
+
+    assert isinstance(load_predictor(DEFAULT_MODEL), NetworkPredictor)  # the shipped, pretrained bundle
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = nib.load(str(tmp_path / "demo" / "sub-53_T1w_x2.nii.gz"))
     assert out.shape[2] == 2 * 138 - 1
@@ -171,3 +178,11 @@ def test_curve_from_tensorboard_events(tmp_path, capsys):
     assert main(["curve", str(tmp_path / "runs"), "--out", str(tmp_path / "curve.png")]) == 0
     assert "val_psnr: 5 points, last 35.0000 at 5" in capsys.readouterr().out
     assert (tmp_path / "curve.png").stat().st_size > 5000
+
+
+def test_uncreatable_output_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    err = _run_error(capsys, ["evaluate", "--datalist", "x.json", "--dataset-dir", str(tmp_path),
+                              "--out", str(blocker / "sub")])
+    assert "cannot create the output folder" in err
