@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.datalist import load_split
-from misr_monai.inference import SlicePredictor, upsample_array
+from misr_monai.inference import SlicePredictor, check_slice_axis, upsample_array
 from misr_monai.io import atomic_write, load_volume
 from misr_monai.metrics import METRICS, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
@@ -55,9 +55,21 @@ def evaluate(
 ) -> tuple[list[dict], list[dict]]:
     """Run the protocol on one split of each datalist; write tables (and figures) to ``out_dir`` when given.
 
+    If a volume fails (an :py:class:`InputError` naming it), the figures already written by this call are removed.
+
     Returns:
         ``(per_volume_rows, summary_rows)``.
     """
+    written: list[Path] = []
+    try:
+        return _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written):
     entries = [(Path(dl).stem, e) for dl in datalists for e in load_split(dl, split)]
     if progress:
         from tqdm import tqdm
@@ -68,6 +80,7 @@ def evaluate(
         path = Path(dataset_dir) / entry["image"]
         truth, img = load_volume(path)
         axis = entry.get("axis", find_slice_axis(img.affine))
+        check_slice_axis(path, truth.shape, axis)
         scores, reconstructions = evaluate_volume(truth, axis, predictors)
         volume = entry["image"]
         dataset = _dataset_of(entry, default)
@@ -78,8 +91,8 @@ def evaluate(
             crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
             stem = volume.replace("/", "_").split(".nii")[0]
             for plane in ("axial", "sagittal"):
-                comparison_figure(crop, reconstructions, axis, voxel_spacing(img.affine),
-                                  Path(out_dir) / f"{stem}_{plane}.png", volume, plane)
+                written.append(Path(out_dir) / f"{stem}_{plane}.png")
+                comparison_figure(crop, reconstructions, axis, voxel_spacing(img.affine), written[-1], volume, plane)
     summary = summarize(rows)
     if out_dir is not None:
         columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")

@@ -12,6 +12,7 @@ import torch
 from monai.metrics import SSIMMetric
 
 from misr_monai.io import atomic_write
+from misr_monai.metrics import SSIM_WINDOW
 from misr_monai.transforms.utils import percentile_scale_factor
 
 __all__ = ["comparison_figure", "upsample_figure", "scalar_curve_figure"]
@@ -33,6 +34,8 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 def _psnr_ssim(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     mse = max(float(np.mean((pred - truth) ** 2)), 1e-10)
+    if min(truth.shape) < SSIM_WINDOW:
+        return 10 * np.log10(1 / mse), float("nan")
     ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(torch.tensor(pred)[None, None], torch.tensor(truth)[None, None])
     return 10 * np.log10(1 / mse), float(ssim)
 

@@ -27,6 +27,7 @@ __all__ = [
     "NetworkPredictor",
     "BASELINES",
     "upsample_array",
+    "check_slice_axis",
     "upsample_file",
     "upsampled_affine",
     "load_network",
@@ -142,6 +143,18 @@ def _cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype, copy=False)
 
 
+def check_slice_axis(path: str | os.PathLike, shape: tuple[int, ...], axis: int) -> None:
+    """Reject an axis that is not 0, 1 or 2, or a volume with fewer than 3 slices along it, naming the file.
+
+    Raises:
+        InputError: the bad axis or slice count.
+    """
+    if axis not in (0, 1, 2):
+        raise InputError(f"{path}: the slice axis (--axis) must be 0, 1 or 2, got {axis}.")
+    if shape[axis] < 3:
+        raise InputError(f"{path}: {shape[axis]} slices along axis {axis}; at least 3 are needed.")
+
+
 def upsample_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -174,12 +187,8 @@ def upsample_file(
         raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
     check_output_path(output_path, overwrite)
     data, img = load_volume(input_path)
-    if axis is None:
-        axis = find_slice_axis(img.affine)
-    elif axis not in (0, 1, 2):
-        raise InputError(f"{input_path}: --axis must be 0, 1 or 2, got {axis}.")
-    if data.shape[axis] < 3:
-        raise InputError(f"{input_path}: {data.shape[axis]} slices along axis {axis}; at least 3 are needed.")
+    axis = find_slice_axis(img.affine) if axis is None else axis
+    check_slice_axis(input_path, data.shape, axis)
     result = data
     for _ in range(int(math.log2(factor))):
         result = upsample_array(result, axis, predict)

@@ -11,11 +11,11 @@ from monai.metrics import SSIMMetric
 
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
-__all__ = ["METRICS", "slice_metrics", "score_reconstruction"]
+__all__ = ["METRICS", "SSIM_WINDOW", "slice_metrics", "score_reconstruction"]
 
 METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
 _MSE_FLOOR = 1e-10
-_SSIM_WINDOW = 11
+SSIM_WINDOW = 11
 
 
 def _psnr(mse: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
     mse_fg = (err**2 * fg).sum(axis=(1, 2)) / fg_count
     grad_pred = (_gradient_magnitude(pred) * fg).sum(axis=(1, 2))
     grad_truth = (_gradient_magnitude(truth) * fg).sum(axis=(1, 2))
-    if min(truth.shape[1:]) >= _SSIM_WINDOW:
+    if min(truth.shape[1:]) >= SSIM_WINDOW:
         ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(
             torch.from_numpy(pred[:, None]).float(), torch.from_numpy(truth[:, None]).float()
         ).reshape(-1).double().numpy()
