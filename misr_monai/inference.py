@@ -204,7 +204,7 @@ def upsample_file(
 
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-BUNDLES = {"residual_cnn": "mri_slice_interpolation_residual_cnn"}
+BUNDLES = {"residual_cnn": "mri_slice_interpolation_residual_cnn", "srgan": "mri_slice_interpolation_srgan"}
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
 
 

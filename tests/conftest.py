@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import nibabel as nib
@@ -30,3 +32,20 @@ def write_nifti(path, data, affine=None, qform_code=1, sform_code=1, units=("mm"
 @pytest.fixture
 def volume_file(tmp_path):
     return write_nifti(tmp_path / "vol.nii.gz", smooth_volume())
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A datalist of small synthetic NIfTI volumes (brain-like and prostate3t) for the bundles' train configs."""
+    root = tmp_path_factory.mktemp("synthetic")
+    data = root / "data"
+    datalist = {"training": [], "validation": [], "test": []}
+    (data / "brain").mkdir(parents=True)
+    for i, split in enumerate(["training", "training", "validation", "validation", "test"]):
+        write_nifti(data / "brain" / f"sub-{i}_T1w.nii.gz", smooth_volume((40, 36, 11), seed=i))
+        datalist[split].append({"image": f"brain/sub-{i}_T1w.nii.gz", "dataset": "brain"})
+    (data / "prostate3t").mkdir()
+    write_nifti(data / "prostate3t" / "p_T2.nii.gz", smooth_volume((40, 40, 7), seed=9))
+    datalist["training"].append({"image": "prostate3t/p_T2.nii.gz", "dataset": "prostate3t"})
+    (root / "datalist.json").write_text(json.dumps(datalist))
+    return root

@@ -24,22 +24,6 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolat
 TINY = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    data = root / "data"
-    datalist = {"training": [], "validation": [], "test": []}
-    (data / "brain").mkdir(parents=True)
-    for i, split in enumerate(["training", "training", "validation", "validation", "test"]):
-        write_nifti(data / "brain" / f"sub-{i}_T1w.nii.gz", smooth_volume((40, 36, 11), seed=i))
-        datalist[split].append({"image": f"brain/sub-{i}_T1w.nii.gz", "dataset": "brain"})
-    (data / "prostate3t").mkdir()
-    write_nifti(data / "prostate3t" / "p_T2.nii.gz", smooth_volume((40, 40, 7), seed=9))
-    datalist["training"].append({"image": "prostate3t/p_T2.nii.gz", "dataset": "prostate3t"})
-    (root / "datalist.json").write_text(json.dumps(datalist))
-    return root
-
-
 def _train_overrides(root: Path, out: Path, **extra) -> dict:
     return {
         "dataset_dir": str(root / "data"),

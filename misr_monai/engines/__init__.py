@@ -1,6 +1,7 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
+from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
 from .checkpoint import latest_checkpoint
 
-__all__ = ["latest_checkpoint"]
+__all__ = ["BF16Inferer", "ConditionedInferer", "PairedAdversarialTrainer", "adversarial_stats", "latest_checkpoint"]

@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from misr_monai.networks.nets import ResidualInterpolationNet
+from misr_monai.networks.nets import ResidualInterpolationNet, warm_start
 
 CASES = [
     ({}, (2, 2, 32, 32), (2, 1, 32, 32)),
@@ -46,3 +46,23 @@ def test_torchscript_round_trip():
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         ResidualInterpolationNet(**kwargs)
+
+
+def test_warm_start_from_fewer_blocks_computes_the_same():
+    torch.manual_seed(0)
+    cnn = ResidualInterpolationNet(channels=8, num_res_blocks=5)
+    torch.nn.init.normal_(cnn.tail.conv.weight, std=0.1)
+    deep = warm_start(ResidualInterpolationNet(channels=8, num_res_blocks=8), cnn.state_dict())
+    x = torch.rand(2, 2, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(deep.eval()(x), cnn.eval()(x), rtol=0, atol=0)
+    for i in range(5):
+        torch.testing.assert_close(deep.body[i].conv2.conv.weight, cnn.body[i].conv2.conv.weight)
+    assert deep.body[6].conv1.conv.weight.abs().sum() > 0  # the new blocks can still learn
+    assert deep.body[6].conv2.conv.weight.abs().sum() == 0
+
+
+def test_warm_start_rejects_a_deeper_state_dict():
+    with pytest.raises(ValueError, match="8 residual blocks"):
+        warm_start(ResidualInterpolationNet(channels=8, num_res_blocks=5),
+                   ResidualInterpolationNet(channels=8, num_res_blocks=8).state_dict())

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from monai.networks.blocks import Convolution
 
-__all__ = ["ResidualInterpolationNet"]
+__all__ = ["ResidualInterpolationNet", "warm_start"]
 
 
 class _ResidualBlock(nn.Module):
@@ -73,3 +73,37 @@ class ResidualInterpolationNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=1, keepdim=True) + self.tail(self.body(self.head(x)))
+
+
+def warm_start(network: ResidualInterpolationNet, state_dict: dict) -> ResidualInterpolationNet:
+    """Load the weights of a ResidualInterpolationNet with fewer (or as many) residual blocks into ``network``.
+
+    The head, the first blocks and the tail are copied; each extra block keeps its first convolution and gets a zero
+    second convolution, so it starts as an identity and ``network`` computes exactly what the smaller network did.
+    This is how the SRGAN generator (8 blocks) starts from the residual CNN (5 blocks).
+
+    Args:
+        network: the deeper network, changed in place.
+        state_dict: a state dict of the smaller network (same width, in/out channels).
+
+    Returns:
+        ``network``.
+
+    Raises:
+        ValueError: the state dict has more blocks than ``network``.
+
+    Example::
+
+        >>> small = ResidualInterpolationNet(channels=8, num_res_blocks=1)
+        >>> deep = warm_start(ResidualInterpolationNet(channels=8, num_res_blocks=3), small.state_dict())
+    """
+    own = network.state_dict()
+    blocks = {int(k.split(".")[1]) for k in state_dict if k.startswith("body.")}
+    if len(blocks) > len(network.body):
+        raise ValueError(f"the state dict has {len(blocks)} residual blocks, the network only {len(network.body)}.")
+    own.update(state_dict)
+    network.load_state_dict(own)
+    for block in list(network.body)[len(blocks):]:
+        nn.init.zeros_(block.conv2.conv.weight)
+        nn.init.zeros_(block.conv2.conv.bias)
+    return network
