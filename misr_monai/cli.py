@@ -37,13 +37,15 @@ def _make_folder(path) -> Path:
 def _upsample(args) -> None:
     from misr_monai.inference import load_predictor, upsample_file
 
-    predict = load_predictor(args.model, _device(args.device), args.batch_size, progress=True)
-    info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite)
+    predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed)
+    info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
     print(
         f"{args.output}: {info['input_shape']} -> {info['output_shape']} along axis {info['axis']}, "
         f"spacing {info['input_spacing'][info['axis']]:.3f} -> {info['output_spacing'][info['axis']]:.3f} mm "
         f"({args.model})"
     )
+    if "std_output" in info:
+        print(f"{info['std_output']}: per-voxel standard deviation of {args.samples} samples")
     if args.figure:
         _preview(args.input, args.output, info["axis"], args.figure)
 
@@ -78,7 +80,8 @@ def _evaluate(args) -> None:
             methods.insert(0, required)
     if not Path(args.dataset_dir).is_dir():
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
-    predictors = {m: load_predictor(m, _device(args.device), args.batch_size) for m in methods}
+    device = _device(args.device)
+    predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed) for m in methods}
     out = _make_folder(args.out)
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
     print((out / "summary.md").read_text(), end="")
@@ -119,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     def model_options(p):
         p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
+        p.add_argument("--samples", type=int, default=1,
+                       help="fast_ddpm: samples per slice; the output is their mean, and upsample writes their "
+                            "per-voxel standard deviation to OUT_std.nii.gz (default: 1)")
+        p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
 
     p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume")
     p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz); never modified")

@@ -20,7 +20,7 @@ from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 __all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "evaluate", "summarize", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
-                   "edge_ratio", "gain_db", "seconds")
+                   "edge_ratio", "tp_ratio", "gain_db", "seconds")
 
 
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor]):
@@ -111,7 +111,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (dataset, method), group in groups.items():
         psnr = np.array([r["psnr"] for r in group])
         item = {"dataset": dataset, "method": method, "volumes": len(group), "slices": sum(r["slices"] for r in group)}
-        item.update({m: float(np.mean([r[m] for r in group])) for m in METRICS})
+        item.update({m: float(np.nanmean([r[m] for r in group])) for m in METRICS})
         item["psnr_std"] = float(np.std(psnr, ddof=1)) if len(group) > 1 else float("nan")
         item["seconds"] = float(sum(r["seconds"] for r in group))
         summary.append(item)

@@ -29,6 +29,7 @@ __all__ = [
     "upsample_array",
     "check_slice_axis",
     "upsample_file",
+    "std_path",
     "upsampled_affine",
     "load_network",
     "bundle_folder",
@@ -91,9 +92,14 @@ class NetworkPredictor:
         self.progress = progress
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
+        return self.predict_channels(slices)[:, 0]
+
+    def predict_channels(self, slices: np.ndarray) -> np.ndarray:
+        """Every output channel of the network for each pair of neighbouring slices: ``(m - 1, C, H, W)``, in the
+        slices' own units."""
         scale = percentile_scale_factor(slices, self.percentile)
         x = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32)) / scale
-        out = np.empty((x.shape[0] - 1, *x.shape[1:]), dtype=np.float32)
+        out = None
         starts = range(0, x.shape[0] - 1, self.batch_size)
         if self.progress:
             from tqdm import tqdm
@@ -103,7 +109,10 @@ class NetworkPredictor:
             for start in starts:
                 stop = min(start + self.batch_size, x.shape[0] - 1)
                 pairs = torch.stack([x[start:stop], x[start + 1 : stop + 1]], dim=1).to(self.device)
-                out[start:stop] = self.network(pairs)[:, 0].float().cpu().numpy()
+                pred = self.network(pairs).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((x.shape[0] - 1, *pred.shape[1:]), dtype=np.float32)
+                out[start:stop] = pred
         return (out * scale).astype(slices.dtype, copy=False)
 
 
@@ -112,11 +121,12 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
-def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor) -> np.ndarray:
+def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: bool = False):
     """Insert a predicted slice between each pair of neighbouring slices along ``axis``: n slices become 2n - 1.
 
     The original slices are kept exactly (at even indices); the result is float32, or float64 where float32 cannot
-    hold the input's values exactly.
+    hold the input's values exactly. With ``std=True``, ``predict`` must have ``predict_with_std`` (a sampling
+    model): the result is ``(upsampled, std)``, the second volume on the same grid, zero at the original slices.
     """
     n = volume.shape[axis]
     if n < 2:
@@ -124,8 +134,12 @@ def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor) -> np
     slices = np.moveaxis(volume, axis, 0).astype(_work_dtype(volume.dtype), copy=False)
     out = np.empty((2 * n - 1, *slices.shape[1:]), dtype=slices.dtype)
     out[0::2] = slices
-    out[1::2] = predict(slices)
-    return np.moveaxis(out, 0, axis)
+    if not std:
+        out[1::2] = predict(slices)
+        return np.moveaxis(out, 0, axis)
+    spread = np.zeros_like(out)
+    out[1::2], spread[1::2] = predict.predict_with_std(slices)
+    return np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis)
 
 
 def upsampled_affine(affine: np.ndarray, axis: int, factor: int = 2) -> np.ndarray:
@@ -155,6 +169,13 @@ def check_slice_axis(path: str | os.PathLike, shape: tuple[int, ...], axis: int)
         raise InputError(f"{path}: {shape[axis]} slices along axis {axis}; at least 3 are needed.")
 
 
+def std_path(output_path: str | os.PathLike) -> Path:
+    """Where the uncertainty map of ``output_path`` goes: ``OUT_std.nii.gz`` beside ``OUT.nii.gz``."""
+    output_path = Path(output_path)
+    name, suffix = (output_path.name[:-7], ".nii.gz") if output_path.name.endswith(".nii.gz") else (output_path.stem, output_path.suffix)
+    return output_path.with_name(f"{name}_std{suffix}")
+
+
 def upsample_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -162,6 +183,7 @@ def upsample_file(
     axis: int | None = None,
     factor: int = 2,
     overwrite: bool = False,
+    std: bool = False,
 ) -> dict:
     """Upsample a NIfTI volume through-plane by ``factor`` (2, 4, 8...: x2 applied repeatedly) and write it atomically.
 
@@ -176,25 +198,39 @@ def upsample_file(
         axis: the slice axis, or None to detect it from the affine. Defaults to None.
         factor: a power of two. Defaults to 2.
         overwrite: replace an existing output. Defaults to False.
+        std: also write the per-voxel standard deviation of a sampling model's samples (``predict`` has
+            ``predict_with_std``) as float32 NIfTI on the output's grid, at :py:func:`std_path`. Needs ``factor`` 2.
+            Defaults to False.
 
     Returns:
-        a summary: the axis, the input and output shapes and spacings.
+        a summary: the axis, the input and output shapes and spacings (and ``std_output``).
 
     Raises:
         InputError: bad input file, axis, factor or output path (nothing is written).
     """
     if factor < 2 or factor & (factor - 1):
         raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
+    if std and (factor != 2 or not hasattr(predict, "predict_with_std")):
+        raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
     check_output_path(output_path, overwrite)
+    if std:
+        check_output_path(std_path(output_path), overwrite)
     data, img = load_volume(input_path)
     axis = find_slice_axis(img.affine) if axis is None else axis
     check_slice_axis(input_path, data.shape, axis)
-    result = data
-    for _ in range(int(math.log2(factor))):
-        result = upsample_array(result, axis, predict)
     affine = upsampled_affine(img.affine, axis, factor)
+    summary = {}
+    if std:
+        result, spread = upsample_array(data, axis, predict, std=True)
+        save_volume(std_path(output_path), spread.astype(np.float32), affine, img)
+        summary["std_output"] = str(std_path(output_path))
+    else:
+        result = data
+        for _ in range(int(math.log2(factor))):
+            result = upsample_array(result, axis, predict)
     save_volume(output_path, _cast_like(result, data.dtype), affine, img)
     return {
+        **summary,
         "axis": axis,
         "input_shape": tuple(data.shape),
         "output_shape": tuple(result.shape),
@@ -204,7 +240,11 @@ def upsample_file(
 
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-BUNDLES = {"residual_cnn": "mri_slice_interpolation_residual_cnn", "srgan": "mri_slice_interpolation_srgan"}
+BUNDLES = {
+    "residual_cnn": "mri_slice_interpolation_residual_cnn",
+    "srgan": "mri_slice_interpolation_srgan",
+    "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
+}
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
 
 
@@ -221,11 +261,13 @@ def bundle_folder(method: str) -> Path | None:
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 
-def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False):
+def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
+                   samples: int = 1, seed: int | None = None):
     """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder.
 
     A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
-    ``batch_size`` override the config's.
+    ``batch_size`` override the config's, and so do ``samples`` (K samples per slice) and ``seed`` for a sampling
+    model, whose config has them.
 
     Raises:
         InputError: an unknown method, or a bundle without weights.
@@ -241,6 +283,8 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     parser = ConfigParser()
     parser.read_config(str(folder / "configs" / "inference.json"))
     parser.update({"bundle_root": str(folder), "device": torch.device(device), "batch_size": batch_size})
+    if "samples" in parser:
+        parser.update({"samples": samples, **({} if seed is None else {"seed": seed})})
     if not Path(parser.get_parsed_content("checkpoint")).is_file():
         raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
     predictor = parser.get_parsed_content("predictor")
@@ -255,6 +299,7 @@ def upsample_folder(
     axis: int | None = None,
     factor: int = 2,
     overwrite: bool = False,
+    std: bool = False,
 ) -> list[Path]:
     """:py:func:`upsample_file` on every ``.nii``/``.nii.gz`` in ``input_dir``, written under the same names.
 
@@ -275,7 +320,7 @@ def upsample_folder(
     written, failed = [], []
     for path in files:
         try:
-            upsample_file(path, output_dir / path.name, predict, axis, factor, overwrite)
+            upsample_file(path, output_dir / path.name, predict, axis, factor, overwrite, std)
             written.append(output_dir / path.name)
         except InputError as err:
             print(" ".join(str(err).split()))

@@ -60,3 +60,19 @@ def test_score_reconstruction_uses_odd_slices_and_volume_scale():
     assert s["slices"] == 3
     assert s["mae"] == pytest.approx(0.05)
     assert s["psnr"] == pytest.approx(10 * np.log10(1 / 0.0025))
+
+
+def test_through_plane_ratio_hand_computed():
+    from misr_monai.metrics import through_plane_ratio
+
+    truth = np.zeros((5, 6, 6))
+    truth[0::2] = 0.5
+    truth[1::2] = 0.8  # second difference at slices 1 and 3: |0.5 - 1.6 + 0.5| = 0.6
+    linear = truth.copy()
+    linear[1::2] = 0.5
+    assert through_plane_ratio(truth, truth) == pytest.approx(1.0)
+    assert through_plane_ratio(truth, linear) == 0.0  # linear interpolation never bends
+    flicker = truth.copy()
+    flicker[1::2] = 1.1  # |0.5 - 2.2 + 0.5| = 1.2: twice the truth's bend
+    assert through_plane_ratio(truth, flicker) == pytest.approx(2.0)
+    assert np.isnan(through_plane_ratio(np.zeros((3, 4, 4)), np.zeros((3, 4, 4))))

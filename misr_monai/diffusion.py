@@ -1,0 +1,270 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Fast-DDPM for slice interpolation (Jiang et al., IEEE JBHI 2025) on MONAI's diffusion components.
+
+Training and sampling use the same 10 timesteps of a 1000-step linear schedule. The network is MONAI's
+``DiffusionModelUNet`` with the noisy target and the two neighbouring slices concatenated on channels (``mode="concat"``).
+What is diffused is either the middle slice or its residual over the neighbours' mean (:py:class:`SliceTarget`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from monai.engines import DiffusionPrepareBatch, default_prepare_batch
+from monai.inferers import DiffusionInferer, Inferer
+from monai.networks.schedulers import DDIMScheduler
+
+from misr_monai.inference import NetworkPredictor
+
+__all__ = [
+    "FAST_DDPM_TIMESTEPS",
+    "FastDDIMScheduler",
+    "SliceTarget",
+    "FastDDPMPrepareBatch",
+    "FastDDPMSampler",
+    "SamplingPredictor",
+]
+
+FAST_DDPM_TIMESTEPS = (0, 199, 399, 599, 699, 799, 849, 899, 949, 999)
+"""The official non-uniform Fast-DDPM set: 4 steps below t = 699 (40%), 6 in the noisy end (60%)."""
+
+
+class FastDDIMScheduler(DDIMScheduler):
+    """``DDIMScheduler`` over an arbitrary set of timesteps, such as the non-uniform Fast-DDPM set.
+
+    MONAI's ``DDIMScheduler.step`` takes the previous timestep as ``t - num_train_timesteps // num_inference_steps``,
+    which holds only for evenly spaced steps. Here the previous timestep is the next entry of the (descending)
+    ``timesteps``, and the alpha product after the last one is ``final_alpha_cumprod``.
+
+    Args:
+        timesteps: the steps, in any order, or an int ``n`` for ``n`` evenly spaced steps as MONAI spaces them.
+            Defaults to :py:data:`FAST_DDPM_TIMESTEPS`.
+        num_train_timesteps, schedule, clip_sample, set_alpha_to_one, prediction_type, schedule_args:
+            as ``DDIMScheduler``. ``clip_sample`` defaults to False: the diffused values are not confined to [-1, 1].
+
+    Example::
+
+        >>> scheduler = FastDDIMScheduler(schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
+        >>> scheduler.timesteps.tolist()
+        [999, 949, 899, 849, 799, 699, 599, 399, 199, 0]
+    """
+
+    def __init__(
+        self,
+        timesteps: Sequence[int] | int = FAST_DDPM_TIMESTEPS,
+        num_train_timesteps: int = 1000,
+        schedule: str = "linear_beta",
+        clip_sample: bool = False,
+        set_alpha_to_one: bool = True,
+        prediction_type: str = "epsilon",
+        **schedule_args,
+    ) -> None:
+        super().__init__(num_train_timesteps, schedule, clip_sample, set_alpha_to_one, 0, prediction_type,
+                         **schedule_args)
+        self.set_timesteps(timesteps)
+
+    def set_timesteps(self, num_inference_steps: Sequence[int] | int, device: str | torch.device | None = None) -> None:
+        """Use the given steps (sorted descending, duplicates rejected), or ``n`` evenly spaced ones."""
+        if isinstance(num_inference_steps, int):
+            super().set_timesteps(num_inference_steps, device)
+            return
+        steps = sorted((int(t) for t in num_inference_steps), reverse=True)
+        if len(set(steps)) != len(steps) or not steps or steps[-1] < 0 or steps[0] >= self.num_train_timesteps:
+            raise ValueError(f"timesteps must be distinct and in [0, {self.num_train_timesteps}), got {steps}.")
+        self.num_inference_steps = len(steps)
+        self.timesteps = torch.tensor(steps, dtype=torch.long, device=device)
+
+    def previous_timestep(self, timestep: int) -> int:
+        """The step after ``timestep`` in sampling order, or -1 after the last."""
+        steps = self.timesteps.tolist()
+        i = steps.index(int(timestep))
+        return steps[i + 1] if i + 1 < len(steps) else -1
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int,
+        sample: torch.Tensor,
+        eta: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One DDIM update (Song et al., eq. 12) from ``timestep`` to the next step of the set.
+
+        Returns:
+            the sample at the next step, and the predicted original sample.
+        """
+        prev = self.previous_timestep(timestep)
+        alpha_t = self.alphas_cumprod[int(timestep)]
+        alpha_prev = self.alphas_cumprod[prev] if prev >= 0 else self.final_alpha_cumprod
+        if self.prediction_type == "epsilon":
+            eps = model_output
+            x0 = (sample - (1 - alpha_t) ** 0.5 * eps) / alpha_t**0.5
+        elif self.prediction_type == "sample":
+            x0 = model_output
+            eps = (sample - alpha_t**0.5 * x0) / (1 - alpha_t) ** 0.5
+        else:  # v_prediction
+            x0 = alpha_t**0.5 * sample - (1 - alpha_t) ** 0.5 * model_output
+            eps = alpha_t**0.5 * model_output + (1 - alpha_t) ** 0.5 * sample
+        if self.clip_sample:
+            x0 = torch.clamp(x0, *self.clip_sample_values)
+        sigma = eta * ((1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)) ** 0.5
+        prev_sample = alpha_prev**0.5 * x0 + (1 - alpha_prev - sigma**2) ** 0.5 * eps
+        if eta > 0:
+            noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator,
+                                device=model_output.device)
+            prev_sample = prev_sample + sigma * noise
+        return prev_sample, x0
+
+
+class SliceTarget:
+    """What is diffused: ``(slice - skip) * scale``, with ``skip`` the neighbours' mean (residual) or 0.5 (image).
+
+    With ``residual=False`` and ``scale=2`` a slice in [0, 1] is diffused in [-1, 1], as DDPMs usually are. The
+    residual over the neighbours' mean is small (its standard deviation is a few hundredths on brain MRI), so it is
+    scaled up to give the network a signal above the noise.
+
+    Args:
+        residual: diffuse the residual over the neighbours' mean, else the slice. Defaults to True.
+        scale: the factor applied after subtracting the skip. Defaults to 2.0.
+    """
+
+    def __init__(self, residual: bool = True, scale: float = 2.0) -> None:
+        self.residual = residual
+        self.scale = scale
+
+    def skip(self, neighbours: torch.Tensor) -> torch.Tensor | float:
+        return neighbours.mean(dim=1, keepdim=True) if self.residual else 0.5
+
+    def encode(self, target: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        """The diffused value of ``target`` (B, 1, H, W) given ``neighbours`` (B, 2, H, W)."""
+        return (target - self.skip(neighbours)) * self.scale
+
+    def decode(self, x0: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+        """The slice of a diffused value: the inverse of :py:meth:`encode`."""
+        return x0 / self.scale + self.skip(neighbours)
+
+
+class FastDDPMPrepareBatch(DiffusionPrepareBatch):
+    """``DiffusionPrepareBatch`` for slice triplets: t drawn from the Fast-DDPM set, the neighbours as the condition.
+
+    The batch's ``image`` (the two neighbours) is the concatenated condition, its ``label`` (the middle slice) is
+    encoded by ``target`` and noised; the loss target is the noise. For ``SupervisedTrainer`` with
+    ``DiffusionInferer``.
+
+    Args:
+        timesteps: the training steps. Defaults to :py:data:`FAST_DDPM_TIMESTEPS`.
+        target: what is diffused. Defaults to ``SliceTarget()`` (the scaled residual).
+        num_train_timesteps: of the schedule. Defaults to 1000.
+    """
+
+    def __init__(
+        self,
+        timesteps: Sequence[int] = FAST_DDPM_TIMESTEPS,
+        target: SliceTarget | None = None,
+        num_train_timesteps: int = 1000,
+    ) -> None:
+        super().__init__(num_train_timesteps)
+        self.timesteps = torch.as_tensor(sorted(set(timesteps)), dtype=torch.long)
+        self.target = SliceTarget() if target is None else target
+
+    def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
+        index = torch.randint(0, len(self.timesteps), (images.shape[0],))
+        return self.timesteps[index].to(images.device)
+
+    def __call__(self, batchdata: dict[str, torch.Tensor], device: str | torch.device | None = None,
+                 non_blocking: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+        neighbours, slices = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        neighbours, slices = torch.as_tensor(neighbours), torch.as_tensor(slices)
+        x0 = self.target.encode(slices, neighbours)
+        noise = self.get_noise(x0)
+        timesteps = self.get_timesteps(x0)
+        return x0, noise, (), {"noise": noise, "timesteps": timesteps, "condition": neighbours, "mode": "concat"}
+
+
+class FastDDPMSampler(Inferer):
+    """Sample middle slices from their neighbours: ``(B, 2, H, W) -> (B, 1, H, W)``, the mean of ``num_samples``.
+
+    DDIM (eta 0) over the scheduler's steps, from Gaussian noise drawn with a seeded generator; :py:meth:`reset`
+    re-seeds it, so the same inputs after a reset give bit-identical samples on CPU. As an inferer it fits
+    ``SupervisedEvaluator`` (validation) and, through :py:class:`SamplingPredictor`, the volume path.
+
+    Args:
+        scheduler: a :py:class:`FastDDIMScheduler`.
+        target: what was diffused. Defaults to ``SliceTarget()``.
+        num_samples: samples per slice (K). With K > 1, :py:meth:`sample_stats` also gives the per-pixel standard
+            deviation. Defaults to 1.
+        seed: of the noise. Defaults to 0.
+        bf16: bfloat16 autocast of the network. Defaults to False.
+        divisor: slices are padded (edge values) to a multiple of this for the U-Net, then cropped back.
+            Defaults to 8 (a 4-level U-Net).
+    """
+
+    def __init__(self, scheduler: FastDDIMScheduler, target: SliceTarget | None = None, num_samples: int = 1,
+                 seed: int = 0, bf16: bool = False, divisor: int = 8) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}.")
+        self.scheduler = scheduler
+        self.target = SliceTarget() if target is None else target
+        self.num_samples = num_samples
+        self.seed = seed
+        self.bf16 = bf16
+        self.divisor = divisor
+        self.inferer = DiffusionInferer(scheduler)
+        self.reset()
+
+    def reset(self) -> None:
+        """Re-seed the noise generator."""
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def sample_stats(self, inputs: torch.Tensor, network: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and the standard deviation (ddof 0; zero for K = 1) of ``num_samples`` sampled slices."""
+        b, _, h, w = inputs.shape
+        pad = (0, -w % self.divisor, 0, -h % self.divisor)
+        condition = F.pad(inputs.float(), pad, mode="replicate").repeat(self.num_samples, 1, 1, 1)
+        noise = torch.randn((b * self.num_samples, 1, *condition.shape[2:]), generator=self.generator)
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            x0 = self.inferer.sample(noise.to(inputs.device), network, self.scheduler, conditioning=condition,
+                                     mode="concat", verbose=False)
+        slices = self.target.decode(x0.float(), condition)[..., :h, :w].reshape(self.num_samples, b, 1, h, w)
+        return slices.mean(0), slices.std(0, correction=0)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.sample_stats(inputs, network)[0]
+
+
+class SamplingPredictor(NetworkPredictor):
+    """The volume path's slice predictor for a diffusion model (see :py:class:`misr_monai.inference.NetworkPredictor`).
+
+    The sampler is re-seeded for every volume, so the same file and seed give the same output. With
+    ``sampler.num_samples`` K > 1, :py:meth:`predict_with_std` also gives the per-voxel standard deviation of the K
+    samples, in the volume's own units.
+
+    Args:
+        network: the ``DiffusionModelUNet``.
+        sampler: a :py:class:`FastDDPMSampler`.
+        device, batch_size, percentile, progress: as ``NetworkPredictor``.
+    """
+
+    def __init__(self, network: torch.nn.Module, sampler: FastDDPMSampler, device: str | torch.device = "cpu",
+                 batch_size: int = 8, percentile: float = 99.5, progress: bool = False) -> None:
+        self.unet = network.eval()
+        self.sampler = sampler
+        super().__init__(self._mean_and_std, device, batch_size, percentile, progress)
+
+    def _mean_and_std(self, pairs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.sampler.sample_stats(pairs, self.unet), dim=1)
+
+    def __call__(self, slices: np.ndarray) -> np.ndarray:
+        return self.predict_with_std(slices)[0]
+
+    def predict_with_std(self, slices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and the standard deviation of the sampled in-between slices, ``(m - 1, H, W)`` each."""
+        self.sampler.reset()
+        out = self.predict_channels(slices)
+        return out[:, 0], out[:, 1]

@@ -1,0 +1,156 @@
+"""The Fast-DDPM bundle's configs on synthetic NIfTI files: train, 10-step validation, resume, DDP (gloo), seeded
+inference with an uncertainty map."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from misr_monai.cli import main
+from misr_monai.diffusion import FAST_DDPM_TIMESTEPS
+from tests.conftest import smooth_volume, write_nifti
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_fast_ddpm"
+TINY = {"network_def#channels": [8, 16, 16, 16], "network_def#num_head_channels": [0, 0, 0, 8],
+        "network_def#norm_num_groups": 8}
+
+
+def _overrides(root: Path, out: Path, **extra) -> dict:
+    return {
+        "dataset_dir": str(root / "data"),
+        "datalist_file": str(root / "datalist.json"),
+        "output_dir": str(out),
+        "ckpt_dir": str(out),
+        "max_epochs": 1,
+        "epoch_length": 2,
+        "val_interval": 1,
+        "val_stride": 2,
+        "batch_size": 2,
+        "cache_rate": 0.0,
+        "patch_size": [32, 32],
+        **TINY,
+        **extra,
+    }
+
+
+def _workflow(root, out, **extra) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "train.json"),
+        meta_file=str(BUNDLE / "configs" / "metadata.json"),
+        logging_file=str(BUNDLE / "configs" / "logging.conf"),
+        workflow_type="train",
+        run_id="training",
+        **_overrides(root, out, **extra),
+    )
+    workflow.initialize()
+    return workflow
+
+
+def test_train_iteration_validates_with_10_step_sampling_and_resumes(synthetic, tmp_path):
+    workflow = _workflow(synthetic, tmp_path)
+    network = workflow.parser.get_parsed_content("network")
+    steps = []
+    network.register_forward_pre_hook(lambda m, args, kwargs: steps.append(kwargs["timesteps"].reshape(-1).tolist()),
+                                      with_kwargs=True)
+    workflow.run()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    assert trainer.state.iteration == 2 and np.isfinite(evaluator.state.metrics["val_psnr"])
+    train_steps, val_steps = steps[:2], steps[2:]
+    assert all(set(s) <= set(FAST_DDPM_TIMESTEPS) for s in train_steps)
+    assert [s[0] for s in val_steps[:10]] == sorted(FAST_DDPM_TIMESTEPS, reverse=True)  # one 10-step sampling
+    assert len(val_steps) % 10 == 0
+    assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
+    workflow.finalize()
+
+    resumed = _workflow(synthetic, tmp_path, max_epochs=2, val_interval=5)
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    ran = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: ran.append(e.state.iteration))
+    resumed.run()
+    assert ran == [3, 4]
+    saved = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
+    assert set(saved) == {"network", "optimizer", "trainer"}
+    resumed.finalize()
+
+
+def test_two_process_gloo_training(synthetic, tmp_path):
+    configs = f"['{BUNDLE / 'configs' / 'train.json'}','{BUNDLE / 'configs' / 'multi_gpu_train.json'}']"
+    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in _overrides(synthetic, tmp_path).items()]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m",
+         "monai.bundle", "run", "training", "--config_file", configs, *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+
+
+@pytest.fixture
+def random_bundle(tmp_path):
+    """A copy of the bundle's configs (tiny network) with random weights."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLE / "configs", bundle / "configs")
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    config["network_def"].update(channels=[8, 16, 16, 16], num_head_channels=[0, 0, 0, 8], norm_num_groups=8)
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+    parser = ConfigParser(config)
+    torch.manual_seed(0)
+    (bundle / "models").mkdir()
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+def test_seeded_inference_reproduces_and_writes_an_uncertainty_map(random_bundle, tmp_path):
+    src = write_nifti(tmp_path / "a.nii.gz", smooth_volume((20, 18, 5)))
+    outs = []
+    for name, extra in [("one", []), ("two", []), ("k3", ["--samples", "3"]), ("seed", ["--seed", "7"])]:
+        out = tmp_path / f"{name}.nii.gz"
+        assert main(["upsample", str(src), str(out), "--model", str(random_bundle), "--device", "cpu", *extra]) == 0
+        outs.append(np.asanyarray(nib.load(str(out)).dataobj))
+    np.testing.assert_array_equal(outs[0], outs[1])  # bit for bit on CPU
+    assert not np.array_equal(outs[0], outs[3])  # another seed, another draw
+    std = nib.load(str(tmp_path / "k3_std.nii.gz"))
+    out = nib.load(str(tmp_path / "k3.nii.gz"))
+    np.testing.assert_array_equal(std.affine, out.affine)
+    assert std.shape == out.shape == (20, 18, 9)
+    spread = np.asanyarray(std.dataobj)
+    assert (spread[..., 0::2] == 0).all() and (spread[..., 1::2] > 0).all()  # originals are certain
+    assert not (tmp_path / "one_std.nii.gz").exists()
+    # a deterministic model cannot give an uncertainty map: one line, exit code 2
+    assert main(["upsample", str(src), str(tmp_path / "lin.nii.gz"), "--model", "linear", "--samples", "2"]) == 2
+    assert not (tmp_path / "lin.nii.gz").exists()
+
+
+def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_nifti(inputs / "a.nii.gz", smooth_volume((20, 18, 5), dtype=np.int16))
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "inference",
+         "--config_file", str(random_bundle / "configs" / "inference.json"), "--bundle_root", str(random_bundle),
+         "--input_dir", str(inputs), "--output_dir", str(tmp_path / "bundle_out"), "--device", "cpu",
+         "--samples", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "cli.nii.gz"
+    assert main(["upsample", str(inputs / "a.nii.gz"), str(out), "--model", str(random_bundle), "--device", "cpu",
+                 "--samples", "2"]) == 0
+    for bundle_file, cli_file in [("a.nii.gz", out), ("a_std.nii.gz", tmp_path / "cli_std.nii.gz")]:
+        a, b = nib.load(str(tmp_path / "bundle_out" / bundle_file)), nib.load(str(cli_file))
+        np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
+        np.testing.assert_array_equal(a.affine, b.affine)
