@@ -88,6 +88,22 @@ def _evaluate(args) -> None:
     print(f"tables and figures in {out}")
 
 
+def _uncertainty(args) -> None:
+    from misr_monai.inference import load_predictor
+    from misr_monai.io import InputError
+    from misr_monai.uncertainty import uncertainty_study
+
+    if args.samples < 2:
+        raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
+    predictor = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed)
+    if not hasattr(predictor, "predict_with_std"):
+        raise InputError(f"{args.model}: not a sampling model; uncertainty needs one (fast_ddpm).")
+    out = _make_folder(args.out)
+    uncertainty_study(args.datalist, args.split, predictor, args.dataset_dir, out, args.slab)
+    print((out / "uncertainty.md").read_text(), end="")
+    print(f"table and figures in {out}")
+
+
 def _datalist(args) -> None:
     from misr_monai.datalist import make_datalist, write_datalist
     from misr_monai.io import check_output_path
@@ -153,6 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="tables only")
     model_options(p)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("uncertainty", help="error against the std of K samples of a sampling model (fast_ddpm)")
+    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
+    p.add_argument("--split", default="test", help="datalist split (default: test)")
+    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
+    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
+    p.add_argument("--slab", type=int, default=8, help="reconstructed slices per volume, at its middle (default: 8)")
+    p.add_argument("--out", required=True, help="folder for uncertainty.{csv,md} and PNG figures")
+    model_options(p)
+    p.set_defaults(func=_uncertainty, samples=8)
 
     p = sub.add_parser("datalist", help="a seeded, patient-wise datalist for a folder of NIfTI files")
     p.add_argument("dir", help="dataset folder; datalist paths are relative to it")

@@ -15,7 +15,7 @@ from misr_monai.io import atomic_write
 from misr_monai.metrics import SSIM_WINDOW
 from misr_monai.transforms.utils import percentile_scale_factor
 
-__all__ = ["comparison_figure", "upsample_figure", "scalar_curve_figure"]
+__all__ = ["comparison_figure", "upsample_figure", "scalar_curve_figure", "uncertainty_figure"]
 
 
 def _pyplot():
@@ -40,6 +40,19 @@ def _psnr_ssim(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     return 10 * np.log10(1 / mse), float(ssim)
 
 
+def _zoom_box(image: np.ndarray) -> tuple[slice, slice]:
+    """A box a third of the image's size, centred where the in-plane gradient of ``image`` is strongest on average."""
+    from scipy.ndimage import uniform_filter
+
+    h, w = image.shape
+    bh, bw = max(h // 3, 1), max(w // 3, 1)
+    gy, gx = np.gradient(image)
+    energy = uniform_filter(np.hypot(gx, gy), size=(bh, bw), mode="constant")
+    r, c = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    r0, c0 = min(max(r - bh // 2, 0), h - bh), min(max(c - bw // 2, 0), w - bw)
+    return slice(r0, r0 + bh), slice(c0, c0 + bw)
+
+
 def comparison_figure(
     truth: np.ndarray,
     reconstructions: dict[str, np.ndarray],
@@ -49,7 +62,7 @@ def comparison_figure(
     title: str,
     plane: str = "axial",
 ) -> None:
-    """Ground truth, each method and their absolute-error maps (one shared colour scale), for one plane.
+    """Ground truth, each method, their absolute-error maps (one shared colour scale) and a zoomed box, for one plane.
 
     Args:
         truth: the ground-truth volume, cropped to the reconstructions' extent along ``axis``.
@@ -75,9 +88,14 @@ def comparison_figure(
         aspect, where = spacing[axis] / spacing[in_plane[1]], f"reformat at axis-{in_plane[0]} index {index}"
     plt = _pyplot()
     names = list(reconstructions)
-    fig, axes = plt.subplots(2, len(names) + 1, figsize=(3 * (len(names) + 1), 6.4), squeeze=False)
+    rows, cols = _zoom_box(images["truth"])
+    fig, axes = plt.subplots(3, len(names) + 1, figsize=(3 * (len(names) + 1), 9.6), squeeze=False)
     axes[0, 0].imshow(images["truth"], cmap="gray", vmin=0, vmax=1, aspect=aspect)
-    axes[0, 0].set_title("ground truth", fontsize=9)
+    axes[0, 0].add_patch(plt.Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
+                                       fill=False, edgecolor="yellow", linewidth=1))
+    axes[0, 0].set_title("ground truth (yellow: zoomed box)", fontsize=9)
+    axes[2, 0].imshow(images["truth"][rows, cols], cmap="gray", vmin=0, vmax=1, aspect=aspect)
+    axes[2, 0].set_title("ground truth, zoomed", fontsize=9)
     errors = {k: np.abs(images[k] - images["truth"]) for k in names}
     emax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1.0
     for col, name in enumerate(names, start=1):
@@ -86,6 +104,8 @@ def comparison_figure(
         axes[0, col].set_title(f"{name}\nPSNR {psnr:.2f} dB, SSIM {ssim:.4f}", fontsize=9)
         err_im = axes[1, col].imshow(errors[name], cmap="magma", vmin=0, vmax=emax, aspect=aspect)
         axes[1, col].set_title(f"|{name} - truth|", fontsize=9)
+        axes[2, col].imshow(images[name][rows, cols], cmap="gray", vmin=0, vmax=1, aspect=aspect)
+        axes[2, col].set_title(f"{name}, zoomed", fontsize=9)
     fig.colorbar(err_im, ax=axes[1, 0], fraction=0.8, label="absolute error (scaled intensity)")
     for a in axes.ravel():
         a.axis("off")
@@ -139,3 +159,21 @@ def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str |
     fig.suptitle(title or str(log_dir))
     _save(fig, path)
     return curves
+
+
+def uncertainty_figure(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """One slice on the [0, 1] scale: truth, the K-sample mean, its absolute error and the samples' standard
+    deviation, the last two on one colour scale."""
+    plt = _pyplot()
+    err = np.abs(mean - truth)
+    vmax = max(float(np.percentile(err, 99.5)), float(np.percentile(std, 99.5))) or 1.0
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    panels = [(truth, "ground truth", "gray", 1.0), (mean, "mean of the samples", "gray", 1.0),
+              (err, "|mean - truth|", "magma", vmax), (std, "standard deviation of the samples", "magma", vmax)]
+    for ax, (image, name, cmap, top) in zip(axes, panels):
+        im = ax.imshow(image, cmap=cmap, vmin=0, vmax=top)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[2:], fraction=0.05, label="scaled intensity")
+    fig.suptitle(title)
+    _save(fig, path)

@@ -154,3 +154,17 @@ def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):
         a, b = nib.load(str(tmp_path / "bundle_out" / bundle_file)), nib.load(str(cli_file))
         np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
         np.testing.assert_array_equal(a.affine, b.affine)
+
+
+def test_uncertainty_study_writes_correlations_and_figures(random_bundle, synthetic, tmp_path):
+    out = tmp_path / "unc"
+    assert main(["uncertainty", "--datalist", str(synthetic / "datalist.json"), "--split", "validation", "--model",
+                 str(random_bundle), "--dataset-dir", str(synthetic / "data"), "--samples", "2", "--slab", "2",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    lines = (out / "uncertainty.csv").read_text().splitlines()
+    assert lines[0].startswith("dataset,volume,samples") and len(lines) == 1 + 2 + 1  # 2 volumes and the pooled row
+    r = float(lines[-1].split(",")[5])
+    assert -1 <= r <= 1
+    assert len(list(out.glob("*_uncertainty.png"))) == 2
+    assert main(["uncertainty", "--datalist", str(synthetic / "datalist.json"), "--model", "linear",
+                 "--dataset-dir", str(synthetic / "data"), "--out", str(out)]) == 2

@@ -1,0 +1,90 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Does a sampling model know where it is wrong? Error against the per-voxel standard deviation of K samples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from misr_monai.datalist import load_split
+from misr_monai.evaluation import _dataset_of, write_table
+from misr_monai.inference import check_slice_axis
+from misr_monai.io import load_volume
+from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor
+
+__all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study"]
+
+UNCERTAINTY_COLUMNS = ("dataset", "volume", "samples", "slices", "voxels", "pearson_r", "spearman_r", "mae", "mean_std")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x)
+
+
+def uncertainty_study(
+    datalists: list[str | os.PathLike],
+    split: str,
+    predictor,
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    slab: int = 8,
+) -> list[dict]:
+    """Sample a slab of ``slab`` reconstructed slices at the middle of each volume and correlate error with spread.
+
+    As in the protocol, the odd slices are reconstructed from the even ones; ``predictor`` has
+    ``predict_with_std`` (a ``SamplingPredictor`` with K > 1 samples). Per volume, over foreground voxels (truth above
+    0.05 on the protocol's [0, 1] scale): the Pearson and Spearman correlations of the absolute error of the K-sample
+    mean with the K-sample standard deviation. Writes ``uncertainty.{csv,md}`` (a last row ``all`` pools every
+    voxel) and, per volume, a PNG of the slab's slice with the most foreground: truth, mean, absolute error, std.
+
+    Returns:
+        the table's rows.
+    """
+    from misr_monai.figures import uncertainty_figure
+
+    rows, pooled_err, pooled_std = [], [], []
+    for default, entry in [(Path(dl).stem, e) for dl in datalists for e in load_split(dl, split)]:
+        path = Path(dataset_dir) / entry["image"]
+        truth, img = load_volume(path)
+        axis = entry.get("axis", find_slice_axis(img.affine))
+        check_slice_axis(path, truth.shape, axis)
+        scale = percentile_scale_factor(truth)
+        moved = np.moveaxis(truth, axis, 0).astype(np.float32)
+        m = moved.shape[0] // 2  # even slices available
+        start = max(0, m // 2 - slab // 2) * 2
+        even = moved[start : start + 2 * slab + 1 : 2]
+        odd = moved[start + 1 : start + 2 * len(even) - 1 : 2]
+        mean, std = predictor.predict_with_std(even)
+        truth01, mean01 = np.clip(odd / scale, 0, 1), np.clip(mean / scale, 0, 1)
+        err, std01 = np.abs(mean01 - truth01), std / scale
+        fg = truth01 > FOREGROUND_THRESHOLD
+        e, s = err[fg].astype(np.float64), std01[fg].astype(np.float64)
+        pooled_err.append(e)
+        pooled_std.append(s)
+        row = {"dataset": _dataset_of(entry, default), "volume": entry["image"], "samples": predictor.sampler.num_samples,
+               "slices": len(odd), **_correlations(e, s)}
+        rows.append(row)
+        best = int(np.argmax(fg.sum(axis=(1, 2))))
+        stem = entry["image"].replace("/", "_").split(".nii")[0]
+        uncertainty_figure(truth01[best], mean01[best], std01[best], Path(out_dir) / f"{stem}_uncertainty.png",
+                           f"{entry['image']}: slice {start + 2 * best + 1} (axis {axis}), r = {row['pearson_r']:.2f}")
+    rows.append({"dataset": "all", "volume": "all", "samples": rows[0]["samples"] if rows else 0,
+                 "slices": sum(r["slices"] for r in rows),
+                 **_correlations(np.concatenate(pooled_err), np.concatenate(pooled_std))})
+    for suffix in (".csv", ".md"):
+        write_table(rows, UNCERTAINTY_COLUMNS, Path(out_dir) / f"uncertainty{suffix}")
+    return rows
+
+
+def _correlations(err: np.ndarray, std: np.ndarray) -> dict:
+    return {
+        "voxels": int(err.size),
+        "pearson_r": float(np.corrcoef(err, std)[0, 1]),
+        "spearman_r": float(np.corrcoef(_ranks(err), _ranks(std))[0, 1]),
+        "mae": float(err.mean()),
+        "mean_std": float(std.mean()),
+    }
