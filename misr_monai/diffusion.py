@@ -153,13 +153,15 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
     """``DiffusionPrepareBatch`` for slice triplets: t drawn from the Fast-DDPM set, the neighbours as the condition.
 
     The batch's ``image`` (the two neighbours) is the concatenated condition, its ``label`` (the middle slice) is
-    encoded by ``target`` and noised; the loss target is the noise. For ``SupervisedTrainer`` with
-    ``DiffusionInferer``.
+    encoded by ``target`` and noised; the loss target is the noise, or the velocity
+    ``sqrt(alpha_t) noise - sqrt(1 - alpha_t) x0`` when ``scheduler.prediction_type`` is ``"v_prediction"`` (as MONAI's
+    ``VPredictionPrepareBatch``). For ``SupervisedTrainer`` with ``DiffusionInferer``.
 
     Args:
         timesteps: the training steps. Defaults to :py:data:`FAST_DDPM_TIMESTEPS`.
         target: what is diffused. Defaults to ``SliceTarget()`` (the scaled residual).
         num_train_timesteps: of the schedule. Defaults to 1000.
+        scheduler: the schedule, needed for ``v_prediction`` only. Defaults to None (noise prediction).
     """
 
     def __init__(
@@ -167,10 +169,17 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
         timesteps: Sequence[int] = FAST_DDPM_TIMESTEPS,
         target: SliceTarget | None = None,
         num_train_timesteps: int = 1000,
+        scheduler: FastDDIMScheduler | None = None,
     ) -> None:
         super().__init__(num_train_timesteps)
         self.timesteps = torch.as_tensor(sorted(set(timesteps)), dtype=torch.long)
         self.target = SliceTarget() if target is None else target
+        self.scheduler = scheduler
+
+    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        if self.scheduler is not None and self.scheduler.prediction_type == "v_prediction":
+            return self.scheduler.get_velocity(images, noise, timesteps)
+        return noise
 
     def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
         index = torch.randint(0, len(self.timesteps), (images.shape[0],))
@@ -183,7 +192,8 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
         x0 = self.target.encode(slices, neighbours)
         noise = self.get_noise(x0)
         timesteps = self.get_timesteps(x0)
-        return x0, noise, (), {"noise": noise, "timesteps": timesteps, "condition": neighbours, "mode": "concat"}
+        kwargs = {"noise": noise, "timesteps": timesteps, "condition": neighbours, "mode": "concat"}
+        return x0, self.get_target(x0, noise, timesteps), (), kwargs
 
 
 class FastDDPMSampler(Inferer):

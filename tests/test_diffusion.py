@@ -16,8 +16,9 @@ from misr_monai.diffusion import (
 )
 
 
-def _scheduler(timesteps=FAST_DDPM_TIMESTEPS):
-    return FastDDIMScheduler(timesteps, schedule="linear_beta", beta_start=1e-4, beta_end=0.02)
+def _scheduler(timesteps=FAST_DDPM_TIMESTEPS, prediction="epsilon"):
+    return FastDDIMScheduler(timesteps, schedule="linear_beta", beta_start=1e-4, beta_end=0.02,
+                             prediction_type=prediction)
 
 
 def test_timesteps_are_the_official_set_without_repeats():
@@ -45,13 +46,15 @@ def test_step_matches_a_hand_written_ddim_update():
     torch.testing.assert_close(got, got_x0)
 
 
-def test_oracle_noise_recovers_x0_without_clamping():
-    s = _scheduler()
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_oracle_recovers_x0_without_clamping(prediction):
+    s = _scheduler(prediction=prediction)
     x0 = torch.randn(2, 1, 6, 6) * 3  # outside [-1, 1]: no clamp may touch it
     x = torch.randn_like(x0)
     for t in s.timesteps.tolist():
         a = s.alphas_cumprod[t]
-        x, _ = s.step((x - a**0.5 * x0) / (1 - a) ** 0.5, t, x)
+        eps = (x - a**0.5 * x0) / (1 - a) ** 0.5
+        x, _ = s.step(eps if prediction == "epsilon" else a**0.5 * eps - (1 - a) ** 0.5 * x0, t, x)
     torch.testing.assert_close(x, x0, atol=1e-4, rtol=1e-4)
 
 
@@ -63,6 +66,10 @@ def test_prepare_batch_draws_only_the_set_and_encodes_the_residual():
     assert set(kwargs["timesteps"].tolist()) == set(FAST_DDPM_TIMESTEPS)  # all 10 drawn, nothing else
     torch.testing.assert_close(x0, (label - neighbours.mean(1, keepdim=True)) * 10)
     assert target is kwargs["noise"] and kwargs["mode"] == "concat" and kwargs["condition"] is not None
+    v_prepare = FastDDPMPrepareBatch(scheduler=_scheduler(prediction="v_prediction"))
+    v_x0, v, _, v_kwargs = v_prepare({"image": neighbours, "label": label})
+    a = v_prepare.scheduler.alphas_cumprod[v_kwargs["timesteps"]].reshape(-1, 1, 1, 1)
+    torch.testing.assert_close(v, a**0.5 * v_kwargs["noise"] - (1 - a) ** 0.5 * v_x0)
     torch.testing.assert_close(SliceTarget(True, 10.0).decode(x0, neighbours), label)
     torch.testing.assert_close(SliceTarget(False, 2.0).encode(torch.ones(1, 1, 2, 2), neighbours[:1]),
                                torch.ones(1, 1, 2, 2))
