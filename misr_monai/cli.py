@@ -131,6 +131,13 @@ def _curve(args) -> None:
     print(f"{args.out}: figure")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="misr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     def model_options(p):
         p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
-        p.add_argument("--samples", type=int, default=1,
+        p.add_argument("--samples", type=_positive_int, default=1,
                        help="fast_ddpm: samples per slice; the output is their mean, and upsample writes their "
                             "per-voxel standard deviation to OUT_std.nii.gz (default: 1)")
         p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")

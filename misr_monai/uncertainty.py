@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
 
 from misr_monai.datalist import load_split
 from misr_monai.evaluation import _dataset_of, write_table
@@ -17,12 +18,6 @@ from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, p
 __all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study"]
 
 UNCERTAINTY_COLUMNS = ("dataset", "volume", "samples", "slices", "voxels", "pearson_r", "spearman_r", "mae", "mean_std")
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(x)
 
 
 def uncertainty_study(
@@ -83,8 +78,8 @@ def uncertainty_study(
 def _correlations(err: np.ndarray, std: np.ndarray) -> dict:
     return {
         "voxels": int(err.size),
-        "pearson_r": float(np.corrcoef(err, std)[0, 1]),
-        "spearman_r": float(np.corrcoef(_ranks(err), _ranks(std))[0, 1]),
+        "pearson_r": float(pearsonr(err, std).statistic),
+        "spearman_r": float(spearmanr(err, std).statistic),
         "mae": float(err.mean()),
         "mean_std": float(std.mean()),
     }

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from pathlib import Path
 
@@ -49,3 +51,30 @@ def synthetic(tmp_path_factory):
     datalist["training"].append({"image": "prostate3t/p_T2.nii.gz", "dataset": "prostate3t"})
     (root / "datalist.json").write_text(json.dumps(datalist))
     return root
+
+
+def bundle_workflow(bundle: Path, overrides: dict):
+    """The bundle's train config as an initialised MONAI ``ConfigWorkflow`` with ``overrides``."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "train.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        workflow_type="train",
+        run_id="training",
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
+def run_two_process_training(bundle: Path, overrides: dict, port: int) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2`` of the bundle's train + multi_gpu_train configs (gloo on CPU)."""
+    configs = f"['{bundle / 'configs' / 'train.json'}','{bundle / 'configs' / 'multi_gpu_train.json'}']"
+    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
+         "monai.bundle", "run", "training", "--config_file", configs, *args],
+        capture_output=True, text=True, timeout=300,
+    )

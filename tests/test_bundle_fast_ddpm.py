@@ -15,11 +15,11 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 from misr_monai.cli import main
 from misr_monai.diffusion import FAST_DDPM_TIMESTEPS
-from tests.conftest import smooth_volume, write_nifti
+from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_fast_ddpm"
 TINY = {"network_def#channels": [8, 16, 16, 16], "network_def#num_head_channels": [0, 0, 0, 8],
@@ -44,17 +44,8 @@ def _overrides(root: Path, out: Path, **extra) -> dict:
     }
 
 
-def _workflow(root, out, **extra) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        meta_file=str(BUNDLE / "configs" / "metadata.json"),
-        logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        workflow_type="train",
-        run_id="training",
-        **_overrides(root, out, **extra),
-    )
-    workflow.initialize()
-    return workflow
+def _workflow(root, out, **extra):
+    return bundle_workflow(BUNDLE, _overrides(root, out, **extra))
 
 
 def test_train_iteration_validates_with_10_step_sampling_and_resumes(synthetic, tmp_path):
@@ -86,13 +77,7 @@ def test_train_iteration_validates_with_10_step_sampling_and_resumes(synthetic, 
 
 
 def test_two_process_gloo_training(synthetic, tmp_path):
-    configs = f"['{BUNDLE / 'configs' / 'train.json'}','{BUNDLE / 'configs' / 'multi_gpu_train.json'}']"
-    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in _overrides(synthetic, tmp_path).items()]
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519", "-m",
-         "monai.bundle", "run", "training", "--config_file", configs, *args],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_two_process_training(BUNDLE, _overrides(synthetic, tmp_path), 29519)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -133,6 +118,9 @@ def test_seeded_inference_reproduces_and_writes_an_uncertainty_map(random_bundle
     # a deterministic model cannot give an uncertainty map: one line, exit code 2
     assert main(["upsample", str(src), str(tmp_path / "lin.nii.gz"), "--model", "linear", "--samples", "2"]) == 2
     assert not (tmp_path / "lin.nii.gz").exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse: one usage line, exit code 2
+        main(["upsample", str(src), str(tmp_path / "zero.nii.gz"), "--model", str(random_bundle), "--samples", "0"])
+    assert exit_info.value.code == 2 and not (tmp_path / "zero.nii.gz").exists()
 
 
 def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,15 +13,12 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from monai.bundle import ConfigWorkflow
-
 from misr_monai.cli import main
 from misr_monai.networks.nets import ResidualInterpolationNet
-from tests.conftest import smooth_volume, write_nifti
+from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_residual_cnn"
 TINY = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
-
 
 def _train_overrides(root: Path, out: Path, **extra) -> dict:
     return {
@@ -39,19 +35,8 @@ def _train_overrides(root: Path, out: Path, **extra) -> dict:
         **extra,
     }
 
-
-def _workflow(root, out, **extra) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        meta_file=str(BUNDLE / "configs" / "metadata.json"),
-        logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        workflow_type="train",
-        run_id="training",
-        **_train_overrides(root, out, **extra),
-    )
-    workflow.initialize()
-    return workflow
-
+def _workflow(root, out, **extra):
+    return bundle_workflow(BUNDLE, _train_overrides(root, out, **extra))
 
 def test_train_one_epoch_validates_and_resumes(synthetic, tmp_path):
     workflow = _workflow(synthetic, tmp_path)
@@ -74,20 +59,12 @@ def test_train_one_epoch_validates_and_resumes(synthetic, tmp_path):
     assert set(saved) == {"network", "optimizer", "lr_scheduler", "trainer"}
     resumed.finalize()
 
-
 def test_two_process_gloo_training(synthetic, tmp_path):
-    configs = f"['{BUNDLE / 'configs' / 'train.json'}','{BUNDLE / 'configs' / 'multi_gpu_train.json'}']"
-    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in _train_overrides(synthetic, tmp_path).items()]
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m",
-         "monai.bundle", "run", "training", "--config_file", configs, *args],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_two_process_training(BUNDLE, _train_overrides(synthetic, tmp_path), 29517)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped from DDP
-
 
 @pytest.fixture
 def random_bundle(tmp_path):
@@ -100,7 +77,6 @@ def random_bundle(tmp_path):
     torch.nn.init.normal_(net.tail.conv.weight, std=0.01)
     torch.save(net.state_dict(), bundle / "models" / "model.pt")
     return bundle
-
 
 def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):
     inputs = tmp_path / "in"
@@ -131,7 +107,6 @@ def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):
     main(["upsample", str(inputs / "b.nii"), str(linear), "--model", "linear"])
     assert not np.array_equal(np.asanyarray(nib.load(str(linear)).dataobj), np.asanyarray(b.dataobj))
 
-
 def test_evaluate_config_writes_the_protocol_table(random_bundle, synthetic, tmp_path):
     configs = f"['{random_bundle / 'configs' / 'inference.json'}','{random_bundle / 'configs' / 'evaluate.json'}']"
     proc = subprocess.run(
@@ -143,7 +118,6 @@ def test_evaluate_config_writes_the_protocol_table(random_bundle, synthetic, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = (tmp_path / "eval" / "summary.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in summary[1:]] == ["linear", "cubic", "residual_cnn"]
-
 
 def test_ckpt_export_torchscript(random_bundle, tmp_path):
     ts = tmp_path / "model.ts"
@@ -160,7 +134,6 @@ def test_ckpt_export_torchscript(random_bundle, tmp_path):
     net.load_state_dict(torch.load(random_bundle / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 2, 24, 24)
     torch.testing.assert_close(scripted(x), net.eval()(x))
-
 
 def test_bundle_without_weights_is_a_one_line_error(random_bundle):
     from misr_monai.inference import load_predictor

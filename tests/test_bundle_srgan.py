@@ -3,7 +3,6 @@ inference, TorchScript export."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,14 +14,14 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 from monai.networks.nets import PatchDiscriminator
 from monai.utils import AdversarialIterationEvents
 
 from misr_monai.cli import main
 from misr_monai.losses import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss
 from misr_monai.networks.nets import ResidualInterpolationNet
-from tests.conftest import smooth_volume, write_nifti
+from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_srgan"
 TINY = {"network_def#channels": 8, "network_def#num_res_blocks": 3, "discriminator_def#channels": 8}
@@ -56,17 +55,8 @@ def _overrides(root: Path, out: Path, cnn: Path, **extra) -> dict:
     }
 
 
-def _workflow(root, out, cnn, **extra) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        meta_file=str(BUNDLE / "configs" / "metadata.json"),
-        logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        workflow_type="train",
-        run_id="training",
-        **_overrides(root, out, cnn, **extra),
-    )
-    workflow.initialize()
-    return workflow
+def _workflow(root, out, cnn, **extra):
+    return bundle_workflow(BUNDLE, _overrides(root, out, cnn, **extra))
 
 
 def test_networks_and_losses_shapes():
@@ -151,14 +141,7 @@ def test_unconditional_discriminator_sees_one_channel(synthetic, tmp_path, tiny_
 
 
 def test_two_process_gloo_training(synthetic, tmp_path, tiny_cnn):
-    configs = f"['{BUNDLE / 'configs' / 'train.json'}','{BUNDLE / 'configs' / 'multi_gpu_train.json'}']"
-    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}"
-            for k, v in _overrides(synthetic, tmp_path, tiny_cnn).items()]
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518", "-m",
-         "monai.bundle", "run", "training", "--config_file", configs, *args],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_two_process_training(BUNDLE, _overrides(synthetic, tmp_path, tiny_cnn), 29518)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
