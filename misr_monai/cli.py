@@ -1,5 +1,5 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The ``misr`` command: upsample, evaluate, datalist, demo, curve, benchmark.
+"""The ``misr`` command: upsample, evaluate, compare, uncertainty, datalist, demo, curve, benchmark.
 
 Heavy imports (torch, MONAI) happen inside the subcommands, so ``misr --help`` is instant. Bad input ends with one
 line on stderr naming the file and the problem, exit code 2, and nothing written.
@@ -53,11 +53,10 @@ def _upsample(args) -> None:
 def _preview(input_path, output_path, axis: int, figure) -> None:
     from misr_monai.figures import upsample_figure
     from misr_monai.io import load_volume
-    from misr_monai.transforms.utils import voxel_spacing
 
     original, img = load_volume(input_path)
-    upsampled, _ = load_volume(output_path)
-    upsample_figure(original, upsampled, axis, voxel_spacing(img.affine), figure, Path(input_path).name)
+    upsampled, out_img = load_volume(output_path)
+    upsample_figure(original, upsampled, axis, (img.affine, out_img.affine), figure, Path(input_path).name)
     print(f"{figure}: figure")
 
 
@@ -86,6 +85,28 @@ def _evaluate(args) -> None:
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
     print((out / "summary.md").read_text(), end="")
     print(f"tables and figures in {out}")
+
+
+def _compare(args) -> None:
+    import shlex
+
+    from misr_monai.comparison import compare, load_experiment
+
+    experiment = load_experiment(args.config, args.overrides)
+    out = _make_folder(args.out)
+    command = shlex.join(["misr", *args.argv])
+    result = compare(experiment, out, command)
+    print((out / "summary.md").read_text(), end="")
+    print(f"report: {result['report']}")
+
+
+def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> dict:
+    """``--key value`` pairs after a config, as ``monai.bundle run`` takes them: nested ids with ``#``, values YAML."""
+    import yaml
+
+    if len(extra) % 2 or not all(k.startswith("--") for k in extra[::2]):
+        parser.error(f"overrides must be --key value pairs, got {' '.join(extra)}")
+    return {k[2:]: yaml.safe_load(v) for k, v in zip(extra[::2], extra[1::2])}
 
 
 def _uncertainty(args) -> None:
@@ -177,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     model_options(p)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("compare", help="one experiment config (configs/comparison.yaml) -> tables, statistics, "
+                                       "figures and report.md; resumable")
+    p.add_argument("config", help="YAML/JSON experiment; any key can be overridden with --key value (nested: a#b)")
+    p.add_argument("--out", required=True, help="results folder (per-volume results are cached in OUT/cache)")
+    p.set_defaults(func=_compare)
+
     p = sub.add_parser("uncertainty", help="error against the std of K samples of a sampling model (fast_ddpm)")
     p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
     p.add_argument("--split", default="test", help="datalist split (default: test)")
@@ -213,7 +240,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``misr`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "compare":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides, args.argv = _overrides(extra, parser), argv
     from misr_monai.io import InputError
 
     try:

@@ -15,7 +15,7 @@ from misr_monai.datalist import load_split
 from misr_monai.inference import SlicePredictor, check_slice_axis, upsample_array
 from misr_monai.io import atomic_write, load_volume
 from misr_monai.metrics import METRICS, score_reconstruction
-from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
+from misr_monai.transforms.utils import find_slice_axis
 
 __all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "evaluate", "summarize", "write_table"]
 
@@ -90,9 +90,9 @@ def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progr
 
             crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
             stem = volume.replace("/", "_").split(".nii")[0]
-            for plane in ("axial", "sagittal"):
+            for plane in ("slice", "reformat"):
                 written.append(Path(out_dir) / f"{stem}_{plane}.png")
-                comparison_figure(crop, reconstructions, axis, voxel_spacing(img.affine), written[-1], volume, plane)
+                comparison_figure(crop, reconstructions, axis, img.affine, written[-1], volume, plane)
     summary = summarize(rows)
     if out_dir is not None:
         columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")

@@ -1,11 +1,13 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""PNG figures: protocol comparisons (axial and through-plane reformat) and an upsampling preview."""
+"""PNG figures: protocol comparisons (the slice plane and a reformat through the slice axis), an upsampling preview,
+training curves, uncertainty panels and per-volume gain plots, every image panel in the radiological convention."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -15,7 +17,21 @@ from misr_monai.io import atomic_write
 from misr_monai.metrics import SSIM_WINDOW
 from misr_monai.transforms.utils import percentile_scale_factor
 
-__all__ = ["comparison_figure", "upsample_figure", "scalar_curve_figure", "uncertainty_figure"]
+__all__ = [
+    "PLANE_NAMES",
+    "display_plane",
+    "busiest_slice",
+    "reformat_axis",
+    "comparison_figure",
+    "upsample_figure",
+    "scalar_curve_figure",
+    "uncertainty_figure",
+    "gain_figure",
+]
+
+PLANE_NAMES = {0: "sagittal", 1: "coronal", 2: "axial"}
+"""The anatomical plane normal to each world axis (x: left-right, y: anterior-posterior, z: inferior-superior)."""
+_LPS = nib.orientations.axcodes2ornt(("L", "P", "S"))
 
 
 def _pyplot():
@@ -30,6 +46,41 @@ def _pyplot():
 def _save(fig, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
     _pyplot().close(fig)
+
+
+def display_plane(volume: np.ndarray, affine, axis: int, index: int) -> tuple[np.ndarray, float, str]:
+    """The plane at ``index`` along array ``axis``, as a radiologist reads it, whatever the volume's storage order.
+
+    Axial: anterior at the top, the patient's right on the left of the image. Coronal: superior at the top, the
+    patient's right on the left. Sagittal: superior at the top, anterior on the left. The orientation comes from
+    ``affine`` (nibabel's ``io_orientation``, so oblique volumes go to their closest axes).
+
+    Returns:
+        ``(image, aspect, plane)``: the 2D image (rows top to bottom), the pixel height over width for ``imshow``,
+        and the plane's name.
+    """
+    ornt = nib.orientations.io_orientation(affine)
+    world = int(ornt[axis, 0])
+    lps = nib.orientations.apply_orientation(np.take(volume, [index], axis=axis), nib.orientations.ornt_transform(ornt, _LPS))
+    image = lps.take(0, axis=world)  # the two remaining world axes, in L, P, S order
+    spacing = np.empty(3)
+    spacing[ornt[:, 0].astype(int)] = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    rows, cols = (1, 0) if world == 2 else (2, 0) if world == 1 else (2, 1)
+    image = image.T if world == 2 else image[:, ::-1].T
+    return np.ascontiguousarray(image), float(spacing[rows] / spacing[cols]), PLANE_NAMES[world]
+
+
+def busiest_slice(truth: np.ndarray, axis: int) -> int:
+    """The odd (reconstructed) index along ``axis`` whose slice has the most foreground."""
+    fg = (np.moveaxis(truth, axis, 0)[1::2] > 0.05 * percentile_scale_factor(truth)).sum(axis=(1, 2))
+    return 2 * int(np.argmax(fg)) + 1
+
+
+def reformat_axis(affine, axis: int) -> int:
+    """The array axis to cut for a reformat through slice ``axis``: sagittal where it can be, otherwise coronal."""
+    world = nib.orientations.io_orientation(affine)[:, 0].astype(int)
+    others = [a for a in range(3) if a != axis]
+    return min(others, key=lambda a: world[a])
 
 
 def _psnr_ssim(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -57,10 +108,12 @@ def comparison_figure(
     truth: np.ndarray,
     reconstructions: dict[str, np.ndarray],
     axis: int,
-    spacing,
+    affine,
     path: str | os.PathLike,
     title: str,
-    plane: str = "axial",
+    plane: str = "slice",
+    index: int | None = None,
+    zoom: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Ground truth, each method, their absolute-error maps (one shared colour scale) and a zoomed box, for one plane.
 
@@ -68,27 +121,30 @@ def comparison_figure(
         truth: the ground-truth volume, cropped to the reconstructions' extent along ``axis``.
         reconstructions: method name -> reconstructed volume, in the truth's units.
         axis: the slice axis.
-        spacing: the truth's voxel sizes, for the reformat's aspect ratio.
+        affine: the truth's affine: the panels' orientation (:py:func:`display_plane`) and aspect ratio.
         path: the PNG to write.
         title: the volume's name.
-        plane: ``"axial"`` (the reconstructed slice with the most foreground) or ``"sagittal"`` (a plane through the
-            slice axis, at the middle of the first in-plane axis).
+        plane: ``"slice"`` (a reconstructed slice) or ``"reformat"`` (a sagittal or coronal plane through the slice
+            axis, :py:func:`reformat_axis`).
+        index: the plane's index along its array axis; by default the reconstructed slice with the most foreground,
+            or the middle of the reformat's axis.
+        zoom: the zoomed box ``(row0, row1, col0, col1)`` in the displayed image; by default a third of the image
+            where the truth has the most edges.
     """
     scale = percentile_scale_factor(truth)
-    moved = {k: np.clip(np.moveaxis(v, axis, 0) / scale, 0, 1) for k, v in {"truth": truth, **reconstructions}.items()}
-    if plane == "axial":
-        fg = (moved["truth"][1::2] > 0.05).sum(axis=(1, 2))
-        index = 2 * int(np.argmax(fg)) + 1
-        images = {k: v[index] for k, v in moved.items()}
-        aspect, where = 1.0, f"slice {index} (axis {axis})"
+    if plane == "slice":
+        cut, index = axis, busiest_slice(truth, axis) if index is None else index
     else:
-        in_plane = [a for a in range(3) if a != axis]
-        index = moved["truth"].shape[1] // 2
-        images = {k: v[:, index, :] for k, v in moved.items()}
-        aspect, where = spacing[axis] / spacing[in_plane[1]], f"reformat at axis-{in_plane[0]} index {index}"
+        cut = reformat_axis(affine, axis)
+        index = truth.shape[cut] // 2 if index is None else index
+    images = {}
+    for name, volume in {"truth": truth, **reconstructions}.items():
+        image, aspect, plane_name = display_plane(volume, affine, cut, index)
+        images[name] = np.clip(image / scale, 0, 1)
+    where = f"{plane_name}, index {index} of array axis {cut}" + (" (reconstructed slice)" if plane == "slice" else "")
     plt = _pyplot()
     names = list(reconstructions)
-    rows, cols = _zoom_box(images["truth"])
+    rows, cols = _zoom_box(images["truth"]) if zoom is None else (slice(*zoom[:2]), slice(*zoom[2:]))
     fig, axes = plt.subplots(3, len(names) + 1, figsize=(3 * (len(names) + 1), 9.6), squeeze=False)
     axes[0, 0].imshow(images["truth"], cmap="gray", vmin=0, vmax=1, aspect=aspect)
     axes[0, 0].add_patch(plt.Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
@@ -109,28 +165,25 @@ def comparison_figure(
     fig.colorbar(err_im, ax=axes[1, 0], fraction=0.8, label="absolute error (scaled intensity)")
     for a in axes.ravel():
         a.axis("off")
-    fig.suptitle(f"{title}: {where}")
+    fig.suptitle(f"{title}: {where}; radiological view")
     _save(fig, path)
 
 
-def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, spacing, path, title: str) -> None:
-    """A plane through the slice axis: the input (nearest neighbour) beside the x2 upsampled volume."""
-    factor = upsampled.shape[axis] // max(original.shape[axis] - 1, 1)
-    in_plane = [a for a in range(3) if a != axis]
-    index = original.shape[in_plane[0]] // 2
+def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affines, path, title: str) -> None:
+    """A plane through the slice axis (sagittal or coronal, radiological view): the input (nearest neighbour)
+    beside the x2 upsampled volume. ``affines`` are the input's and the output's."""
+    cut = reformat_axis(affines[0], axis)
+    index = original.shape[cut] // 2
     scale = percentile_scale_factor(original)
-    before = np.clip(np.take(np.moveaxis(original, axis, 0), index, axis=1) / scale, 0, 1)
-    after = np.clip(np.take(np.moveaxis(upsampled, axis, 0), index, axis=1) / scale, 0, 1)
-    aspect = spacing[axis] / spacing[in_plane[1]]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    axes[0].imshow(before, cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
-    axes[0].set_title(f"input: {original.shape[axis]} slices at {spacing[axis]:.2f} mm", fontsize=9)
-    axes[1].imshow(after, cmap="gray", vmin=0, vmax=1, aspect=aspect / factor, interpolation="nearest")
-    axes[1].set_title(f"upsampled: {upsampled.shape[axis]} slices at {spacing[axis] / factor:.2f} mm", fontsize=9)
-    for a in axes:
-        a.axis("off")
-    fig.suptitle(f"{title}: plane through slice axis {axis}")
+    for ax, volume, affine, name in zip(axes, (original, upsampled), affines, ("input", "upsampled")):
+        image, aspect, plane = display_plane(volume, affine, cut, index)
+        ax.imshow(np.clip(image / scale, 0, 1), cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
+        spacing = np.sqrt((np.asarray(affine)[:3, axis] ** 2).sum())
+        ax.set_title(f"{name}: {volume.shape[axis]} slices at {spacing:.2f} mm", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{title}: {plane} plane through slice axis {axis}")
     _save(fig, path)
 
 
@@ -176,4 +229,26 @@ def uncertainty_figure(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, pat
         ax.axis("off")
     fig.colorbar(im, ax=axes[2:], fraction=0.05, label="scaled intensity")
     fig.suptitle(title)
+    _save(fig, path)
+
+
+def gain_figure(rows: list[dict], reference: str, path: str | os.PathLike, metric: str = "psnr") -> None:
+    """One point per volume and method: its ``metric`` minus ``reference``'s on the same volume, coloured by dataset."""
+    ref = {(r["dataset"], r["volume"]): r[metric] for r in rows if r["method"] == reference}
+    methods = list(dict.fromkeys(r["method"] for r in rows if r["method"] != reference))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.6 * len(methods) + 2.5, 4))
+    rng = np.random.default_rng(0)
+    for colour, dataset in enumerate(datasets):
+        for x, method in enumerate(methods):
+            gains = [r[metric] - ref[r["dataset"], r["volume"]] for r in rows if r["dataset"] == dataset and r["method"] == method]
+            jitter = rng.uniform(-0.15, 0.15, len(gains))
+            ax.scatter(x + jitter, gains, color=f"C{colour}", s=22, label=dataset if x == 0 else None)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_ylabel(f"{metric} - {reference} ({'dB' if metric.startswith('psnr') else 'difference'})")
+    ax.set_title(f"per-volume {metric} against {reference}")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="y", alpha=0.3)
     _save(fig, path)

@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-SHARED_MRI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mri"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MRI = ROOT.parent / "shared" / "data" / "mri"
 needs_shared = pytest.mark.skipif(not SHARED_MRI.is_dir(), reason="../shared/data/mri is absent")
 
 
@@ -51,6 +52,23 @@ def synthetic(tmp_path_factory):
     datalist["training"].append({"image": "prostate3t/p_T2.nii.gz", "dataset": "prostate3t"})
     (root / "datalist.json").write_text(json.dumps(datalist))
     return root
+
+
+def tiny_fast_ddpm_bundle(bundle: Path) -> Path:
+    """A copy of the Fast-DDPM bundle's configs at ``bundle`` with a tiny network and random weights."""
+    import shutil
+
+    import torch
+    from monai.bundle import ConfigParser
+
+    shutil.copytree(ROOT / "bundles" / "mri_slice_interpolation_fast_ddpm" / "configs", bundle / "configs")
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    config["network_def"].update(channels=[8, 16, 16, 16], num_head_channels=[0, 0, 0, 8], norm_num_groups=8)
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
+    torch.manual_seed(0)
+    (bundle / "models").mkdir()
+    torch.save(ConfigParser(config).get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    return bundle
 
 
 def bundle_workflow(bundle: Path, overrides: dict):

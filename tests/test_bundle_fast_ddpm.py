@@ -4,7 +4,6 @@ inference with an uncertainty map."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,10 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from monai.bundle import ConfigParser
 
 from misr_monai.cli import main
 from misr_monai.diffusion import FAST_DDPM_TIMESTEPS
-from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, write_nifti
+from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, tiny_fast_ddpm_bundle, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_fast_ddpm"
 TINY = {"network_def#channels": [8, 16, 16, 16], "network_def#num_head_channels": [0, 0, 0, 8],
@@ -86,17 +84,7 @@ def test_two_process_gloo_training(synthetic, tmp_path):
 
 @pytest.fixture
 def random_bundle(tmp_path):
-    """A copy of the bundle's configs (tiny network) with random weights."""
-    bundle = tmp_path / "bundle"
-    shutil.copytree(BUNDLE / "configs", bundle / "configs")
-    config = json.loads((bundle / "configs" / "inference.json").read_text())
-    config["network_def"].update(channels=[8, 16, 16, 16], num_head_channels=[0, 0, 0, 8], norm_num_groups=8)
-    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
-    parser = ConfigParser(config)
-    torch.manual_seed(0)
-    (bundle / "models").mkdir()
-    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
-    return bundle
+    return tiny_fast_ddpm_bundle(tmp_path / "bundle")
 
 
 def test_seeded_inference_reproduces_and_writes_an_uncertainty_map(random_bundle, tmp_path):

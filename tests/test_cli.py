@@ -148,7 +148,7 @@ def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
     assert set(by_method) == {"linear", "cubic"} and by_method["linear"]["volumes"] == "4"
     assert float(by_method["linear"]["gain_db"]) == 0.0 and int(by_method["cubic"]["slices"]) == 4 * 6
     assert (out / "summary.md").read_text().startswith("| dataset | method |")
-    assert len(list(out.glob("*_axial.png"))) == 4 and len(list(out.glob("*_sagittal.png"))) == 4
+    assert len(list(out.glob("*_slice.png"))) == 4 and len(list(out.glob("*_reformat.png"))) == 4
 
 
 def test_datalist_is_seeded(tmp_path):
