@@ -1,7 +1,10 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 """Speed and memory of each method on a synthetic volume: ``misr benchmark`` or ``python -m misr_monai.benchmarks``.
 
-Each method runs in a fresh process, so its peak resident memory is its own.
+Absolute times on a shared machine drift by 30% or more from one minute to the next, so each method's achieved
+multiply-adds per second is reported as a ratio to a ceiling measured in the same run: a large matrix multiply in
+fp32 (and in bf16 where the device has it). Each method runs in a fresh process, so its peak resident memory is its
+own.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 
 import numpy as np
 
-__all__ = ["synthetic_volume", "run_benchmarks"]
+__all__ = ["synthetic_volume", "count_macs", "matmul_ceiling", "run_benchmarks"]
 
 
 def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
@@ -29,13 +32,52 @@ def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
     return np.clip(volume, 0, None, out=volume)
 
 
-def _measure(method: str, shape, device: str, batch_size: int, queue) -> None:
+def count_macs(predictor, size: int = 64) -> tuple[int, float]:
+    """Parameters and multiply-adds per output voxel of a slice predictor (0, 0 for an interpolation).
+
+    ``torch.utils.flop_counter.FlopCounterMode`` counts every convolution, matrix multiply and attention while the
+    predictor reconstructs one ``size`` x ``size`` slice, so a sampling model's every network pass and sample counts.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = getattr(predictor, "unet", None) or getattr(predictor, "network", None)
+    if not isinstance(module, torch.nn.Module):
+        return 0, 0.0
+    slices = np.random.default_rng(0).uniform(0, 1000, (2, size, size)).astype(np.float32)
+    with FlopCounterMode(display=False) as counter:
+        predictor(slices)
+    return sum(p.numel() for p in module.parameters()), counter.get_total_flops() / 2 / size**2
+
+
+def matmul_ceiling(dtype: str = "fp32", device: str = "cpu", n: int = 2048, seconds: float = 1.5) -> float:
+    """Multiply-adds per second of the fastest of repeated ``n`` x ``n`` matrix multiplies in ``dtype``."""
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    a = torch.randn(n, n, device=device).to(torch_dtype)
+    b = torch.randn(n, n, device=device).to(torch_dtype)
+    best, spent = float("inf"), 0.0
+    a @ b  # warm-up: kernel selection and first-touch
+    while spent < seconds:
+        start = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return n**3 / best
+
+
+def _measure(method: str, shape, device: str, batch_size: int, precision: str, queue) -> None:
     import torch
 
     from misr_monai.inference import load_predictor, upsample_array
 
     volume = synthetic_volume(shape)
-    predict = load_predictor(method, device, batch_size)
+    predict = load_predictor(method, device, batch_size, precision=precision)
+    params, macs = count_macs(predict)
+    upsample_array(volume[..., :3], 2, predict)  # warm-up: oneDNN primitive creation
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     out = upsample_array(volume, 2, predict)
@@ -44,27 +86,51 @@ def _measure(method: str, shape, device: str, batch_size: int, queue) -> None:
     seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else float("nan")
-    queue.put((method, seconds, out.shape[2] - shape[2], peak_kb / 1024, (peak_kb - baseline_kb) / 1024, gpu))
+    new_voxels = (out.shape[2] - shape[2]) * shape[0] * shape[1]
+    used = getattr(predict, "precision", "-")
+    queue.put((method, used, seconds, out.shape[2] - shape[2], macs * new_voxels, params, peak_kb / 1024,
+               (peak_kb - baseline_kb) / 1024, gpu))
 
 
-def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_size: int = 8) -> list[tuple]:
-    """Print and return ``(method, seconds, new slices, slices/s, peak RSS MiB, added MiB, peak GPU MiB)`` per method."""
+def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_size: int = 8,
+                   precisions=("fp32",)) -> dict:
+    """Print and return the same-run matmul ceilings and, per method and precision, its time, slices/s, achieved
+    multiply-adds per second, their ratio to the ceilings, and peak memory."""
+    from misr_monai.inference import native_bf16
+
     ctx = multiprocessing.get_context("spawn")
+    half = "bf16" if not device.startswith("cuda") or native_bf16(device) else "fp16"
+    kinds = ["fp32", half] if device.startswith("cuda") or native_bf16(device) else ["fp32"]
+    ceilings = {k: matmul_ceiling(k, device) for k in kinds}
     print(f"synthetic volume {shape[0]}x{shape[1]}x{shape[2]} float32, slice axis 2, device {device}, batch {batch_size}")
-    print(f"{'method':<14}{'seconds':>9}{'slices/s':>10}{'peak RSS MiB':>14}{'added MiB':>11}{'peak GPU MiB':>14}")
+    print("ceilings (2048x2048 matmul, same run): " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in ceilings.items()))
+    header = f"{'method':<14}{'precision':>10}{'seconds':>9}{'slices/s':>10}{'MACs/voxel':>12}{'GMAC/s':>9}"
+    header += "".join(f"{'/' + k + ' ceil':>12}" for k in ceilings) + f"{'peak RSS MiB':>14}{'added MiB':>11}{'peak GPU MiB':>14}"
+    print(header)
     results = []
     for method in methods:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(method, shape, device, batch_size, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            print(f"{method:<14}failed (exit code {proc.exitcode})")
-            continue
-        name, seconds, slices, peak, added, gpu = queue.get()
-        results.append((name, seconds, slices, slices / seconds, peak, added, gpu))
-        print(f"{name:<14}{seconds:>9.2f}{slices / seconds:>10.1f}{peak:>14.0f}{added:>11.0f}{gpu:>14.0f}")
-    return results
+        for precision in precisions:
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_measure, args=(method, shape, device, batch_size, precision, queue))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                print(f"{method:<14}{precision:>10}  failed (exit code {proc.exitcode})")
+                continue
+            name, used, seconds, slices, macs, params, peak, added, gpu = queue.get()
+            rate = macs / seconds
+            row = {"method": name, "precision": used, "seconds": seconds, "slices_per_s": slices / seconds,
+                   "macs_per_voxel": macs / (slices * shape[0] * shape[1]), "macs_per_s": rate,
+                   **{f"ratio_{k}": rate / v for k, v in ceilings.items()}, "peak_mib": peak, "added_mib": added,
+                   "gpu_mib": gpu}
+            results.append(row)
+            ratios = "".join(f"{row[f'ratio_{k}']:>12.2f}" if macs else f"{'-':>12}" for k in ceilings)
+            print(f"{name:<14}{used:>10}{seconds:>9.2f}{row['slices_per_s']:>10.1f}{row['macs_per_voxel']:>12,.0f}"
+                  f"{rate / 1e9:>9.1f}{ratios}{peak:>14.0f}{added:>11.0f}{gpu:>14.0f}")
+    after = {k: matmul_ceiling(k, device) for k in kinds}
+    print("ceilings after: " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in after.items())
+          + " (the ratios use the ceilings before; a large change means the machine's load changed)")
+    return {"ceilings": ceilings, "ceilings_after": after, "results": results}
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def _make_folder(path) -> Path:
 def _upsample(args) -> None:
     from misr_monai.inference import load_predictor, upsample_file
 
-    predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed)
+    predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
+                             args.precision)
     info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
     print(
         f"{args.output}: {info['input_shape']} -> {info['output_shape']} along axis {info['axis']}, "
@@ -80,7 +81,8 @@ def _evaluate(args) -> None:
     if not Path(args.dataset_dir).is_dir():
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
     device = _device(args.device)
-    predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed) for m in methods}
+    predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed,
+                                    precision=args.precision) for m in methods}
     out = _make_folder(args.out)
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
     print((out / "summary.md").read_text(), end="")
@@ -116,7 +118,8 @@ def _uncertainty(args) -> None:
 
     if args.samples < 2:
         raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
-    predictor = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed)
+    predictor = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
+                               args.precision)
     if not hasattr(predictor, "predict_with_std"):
         raise InputError(f"{args.model}: not a sampling model; uncertainty needs one (fast_ddpm).")
     out = _make_folder(args.out)
@@ -139,7 +142,13 @@ def _datalist(args) -> None:
 def _benchmark(args) -> None:
     from misr_monai.benchmarks import run_benchmarks
 
-    run_benchmarks(args.methods.split(","), tuple(args.shape), _device(args.device), args.batch_size)
+    from misr_monai.inference import PRECISIONS
+    from misr_monai.io import InputError
+
+    precisions = args.precision.split(",")
+    if not set(precisions) <= set(PRECISIONS):
+        raise InputError(f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}, got {args.precision!r}.")
+    run_benchmarks(args.methods.split(","), tuple(args.shape), _device(args.device), args.batch_size, precisions)
 
 
 def _curve(args) -> None:
@@ -170,6 +179,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="fast_ddpm: samples per slice; the output is their mean, and upsample writes their "
                             "per-voxel standard deviation to OUT_std.nii.gz (default: 1)")
         p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
+        p.add_argument("--precision", default="fp32", help="fp32, bf16 (autocast; needs native bfloat16) or auto (bf16 "
+                       "where the device has it and the model's measured PSNR change is below 0.01 dB) (default: fp32)")
 
     p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume")
     p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz); never modified")
@@ -230,7 +241,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=_curve)
 
-    p = sub.add_parser("benchmark", help="time and memory of each method on a synthetic 256x256x128 volume")
+    p = sub.add_parser("benchmark", help="time, multiply-adds per second against a same-run matmul ceiling, and memory "
+                                         "of each method on a synthetic volume")
     p.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")
     p.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128), help="volume shape (default: 256 256 128)")
     model_options(p)

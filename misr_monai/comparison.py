@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from misr_monai.benchmarks import count_macs
 from misr_monai.datalist import load_split
 from misr_monai.evaluation import SUMMARY_COLUMNS, _fmt, evaluate_volume, summarize, write_table
 from misr_monai.inference import BASELINES, bundle_folder, check_slice_axis, load_predictor
@@ -25,7 +26,7 @@ from misr_monai.io import InputError, atomic_write, load_volume
 from misr_monai.metrics import METRICS
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
 
-__all__ = ["load_experiment", "compare", "paired_statistics", "model_cost", "PAIRED_COLUMNS"]
+__all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")
 COMPARE_COLUMNS = (*SUMMARY_COLUMNS, *(f"{m}_std" for m in METRICS if m != "psnr"), "gain_cubic_db",
@@ -67,24 +68,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_cost(predictor, size: int = 64) -> tuple[int, float]:
-    """Parameters and multiply-adds per output voxel of a slice predictor (0, 0 for an interpolation).
-
-    The multiply-adds are counted by ``torch.utils.flop_counter.FlopCounterMode`` while the predictor reconstructs
-    one ``size`` x ``size`` slice, so a sampling model's every network pass (and every sample) is counted.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    module = getattr(predictor, "unet", None) or getattr(predictor, "network", None)
-    if not isinstance(module, torch.nn.Module):
-        return 0, 0.0
-    slices = np.random.default_rng(0).uniform(0, 1000, (2, size, size)).astype(np.float32)
-    with FlopCounterMode(display=False) as counter:
-        predictor(slices)
-    return sum(p.numel() for p in module.parameters()), counter.get_total_flops() / 2 / size**2
-
-
 class _Methods:
     """Predictors loaded on first use, and each method's settings (what its cached results depend on)."""
 
@@ -108,16 +91,8 @@ class _Methods:
 
     def load(self, method: str, samples: int):
         exp = self.experiment
-        predictor = load_predictor(method, exp.get("device", "cpu"), exp.get("batch_size", 8), samples=samples,
-                                   seed=exp.get("seed", 0))
-        precision = exp.get("precision", "fp32")
-        if precision == "bf16":
-            if not hasattr(predictor, "sampler"):
-                raise InputError(f"{method}: precision bf16 is implemented for sampling models only; use fp32.")
-            predictor.sampler.bf16 = True
-        elif precision != "fp32":
-            raise InputError(f"precision must be fp32 or bf16, got {precision!r}.")
-        return predictor
+        return load_predictor(method, exp.get("device", "cpu"), exp.get("batch_size", 8), samples=samples,
+                              seed=exp.get("seed", 0), precision=exp.get("precision", "fp32"))
 
 
 def _stem(volume: str) -> str:
@@ -393,7 +368,7 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
     costs_path = cache / "costs.json"
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
     if any(m not in costs or costs[m]["settings"] != models.settings(m) for m in methods):
-        costs = {m: {"cost": model_cost(models[m]), "settings": models.settings(m)} for m in methods}
+        costs = {m: {"cost": count_macs(models[m]), "settings": models.settings(m)} for m in methods}
         atomic_write(costs_path, lambda tmp: Path(tmp).write_text(json.dumps(costs)))
     summary = _summary(rows, {m: tuple(c["cost"]) for m, c in costs.items()})
     paired = paired_statistics(rows, methods, experiment.get("paired_metrics", ["psnr", "psnr_fg", "ssim", "mae"]),

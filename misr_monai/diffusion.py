@@ -258,14 +258,17 @@ class SamplingPredictor(NetworkPredictor):
     Args:
         network: the ``DiffusionModelUNet``.
         sampler: a :py:class:`FastDDPMSampler`.
-        device, batch_size, percentile, progress: as ``NetworkPredictor``.
+        device, batch_size, percentile, progress, precision, bf16_psnr_change_db: as ``NetworkPredictor``; bf16
+            runs the sampler's network passes under bfloat16 autocast.
     """
 
     def __init__(self, network: torch.nn.Module, sampler: FastDDPMSampler, device: str | torch.device = "cpu",
-                 batch_size: int = 8, percentile: float = 99.5, progress: bool = False) -> None:
+                 batch_size: int = 8, percentile: float = 99.5, progress: bool = False, precision: str = "fp32",
+                 bf16_psnr_change_db: float | None = None) -> None:
         self.unet = network.eval()
         self.sampler = sampler
-        super().__init__(self._mean_and_std, device, batch_size, percentile, progress)
+        super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db)
+        self.sampler.bf16 = self.precision == "bf16"
 
     def _mean_and_std(self, pairs: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.sampler.sample_stats(pairs, self.unet), dim=1)

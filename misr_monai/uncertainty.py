@@ -34,12 +34,13 @@ def uncertainty_study(
     ``predict_with_std`` (a ``SamplingPredictor`` with K > 1 samples). Per volume, over foreground voxels (truth above
     0.05 on the protocol's [0, 1] scale): the Pearson and Spearman correlations of the absolute error of the K-sample
     mean with the K-sample standard deviation. Writes ``uncertainty.{csv,md}`` (a last row ``all`` pools every
-    voxel) and, per volume, a PNG of the slab's slice with the most foreground: truth, mean, absolute error, std.
+    voxel) and, per volume, a PNG of the slab's slice with the most foreground (radiological view): truth, mean, absolute
+    error, std.
 
     Returns:
         the table's rows.
     """
-    from misr_monai.figures import uncertainty_figure
+    from misr_monai.figures import display_plane, uncertainty_figure
 
     rows, pooled_err, pooled_std = [], [], []
     for default, entry in [(Path(dl).stem, e) for dl in datalists for e in load_split(dl, split)]:
@@ -65,7 +66,8 @@ def uncertainty_study(
         rows.append(row)
         best = int(np.argmax(fg.sum(axis=(1, 2))))
         stem = entry["image"].replace("/", "_").split(".nii")[0]
-        uncertainty_figure(truth01[best], mean01[best], std01[best], Path(out_dir) / f"{stem}_uncertainty.png",
+        panels = [display_plane(np.expand_dims(x[best], axis), img.affine, axis, 0)[0] for x in (truth01, mean01, std01)]
+        uncertainty_figure(*panels, Path(out_dir) / f"{stem}_uncertainty.png",
                            f"{entry['image']}: slice {start + 2 * best + 1} (axis {axis}), r = {row['pearson_r']:.2f}")
     rows.append({"dataset": "all", "volume": "all", "samples": rows[0]["samples"] if rows else 0,
                  "slices": sum(r["slices"] for r in rows),

@@ -160,14 +160,6 @@ def test_datalist_is_seeded(tmp_path):
     assert make_datalist(tmp_path, seed=1) != make_datalist(tmp_path, seed=2)
 
 
-def test_benchmark_prints_figures(capsys):
-    from misr_monai.benchmarks import run_benchmarks
-
-    (row,) = run_benchmarks(["linear"], shape=(32, 32, 8))
-    assert row[0] == "linear" and row[1] > 0 and row[2] == 7 and row[4] > 0
-    assert "slices/s" in capsys.readouterr().out
-
-
 def test_curve_from_tensorboard_events(tmp_path, capsys):
     from torch.utils.tensorboard import SummaryWriter
 

@@ -44,8 +44,13 @@ def percentile_scale_factor(img, percentile: float = 99.5) -> float:
     Dividing by it maps a volume's tissue to about [0, 1]; it is the evaluation protocol's scaling.
     """
     values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    values = values[values != 0]
-    if values.size == 0:
+    count = int(np.count_nonzero(values))
+    if count == 0:
         return 1.0
-    scale = float(np.percentile(values.astype(np.float64), percentile))
+    gathered, start = np.empty(count, np.float64), 0  # in float64, one slab at a time: no full-size temporaries
+    for part in np.atleast_2d(values):
+        part = part[part != 0]
+        gathered[start : start + part.size] = part
+        start += part.size
+    scale = float(np.percentile(gathered, percentile, overwrite_input=True))
     return scale if scale > 0 else 1.0
