@@ -103,3 +103,22 @@ def test_benchmark_prints_ratios_to_the_same_run_ceiling(capsys):
     linear, cnn = report["results"]
     assert linear["macs_per_s"] == 0 and cnn["macs_per_voxel"] == pytest.approx(370368)
     assert 0 < cnn["ratio_fp32"] < 5 and cnn["peak_mib"] > 0 and report["ceilings"]["fp32"] > 1e8
+
+
+def test_data_wait_handler_measures_the_share_spent_fetching():
+    import time
+
+    from ignite.engine import Engine
+
+    from misr_monai.engines import DataWaitHandler
+
+    def slow_batches():
+        for _ in range(4):
+            time.sleep(0.03)
+            yield 0
+
+    engine = Engine(lambda e, batch: time.sleep(0.01))
+    DataWaitHandler().attach(engine)
+    engine.run(slow_batches(), max_epochs=1, epoch_length=4)
+    assert 0.5 < engine.state.metrics["data_wait_share"] < 0.95
+    assert 10 < engine.state.metrics["iterations_per_s"] < 30

@@ -3,5 +3,7 @@ from __future__ import annotations
 
 from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
 from .checkpoint import latest_checkpoint
+from .timing import DataWaitHandler
 
-__all__ = ["BF16Inferer", "ConditionedInferer", "PairedAdversarialTrainer", "adversarial_stats", "latest_checkpoint"]
+__all__ = ["BF16Inferer", "ConditionedInferer", "DataWaitHandler", "PairedAdversarialTrainer", "adversarial_stats",
+           "latest_checkpoint"]
