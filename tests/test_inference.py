@@ -112,3 +112,12 @@ def test_float64_and_4d_single_volume(tmp_path):
     out = np.asanyarray(nib.load(str(tmp_path / "out.nii.gz")).dataobj)
     assert out.dtype == np.float64 and out.shape == (6, 6, 9)
     np.testing.assert_array_equal(out[..., ::2], vol)
+
+
+def test_cubic_in_blocks_equals_one_spline():
+    from scipy.interpolate import CubicSpline
+
+    slices = smooth_volume((9, 14, 12), seed=2)
+    whole = CubicSpline(2 * np.arange(9), slices, axis=0, bc_type="natural")(2 * np.arange(8) + 1).astype(np.float32)
+    for block in (1, 50, 9 * 12 * 5, 2**22):
+        np.testing.assert_array_equal(cubic_interpolate(slices, block), whole)
