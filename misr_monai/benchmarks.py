@@ -96,7 +96,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
                    precisions=("fp32",)) -> dict:
     """Print and return the same-run matmul ceilings and, per method and precision, its time, slices/s, achieved
     multiply-adds per second, their ratio to the ceilings, and peak memory."""
-    from misr_monai.inference import native_bf16
+    from misr_monai.inference import BASELINES, native_bf16
 
     ctx = multiprocessing.get_context("spawn")
     half = "bf16" if not device.startswith("cuda") or native_bf16(device) else "fp16"
@@ -109,7 +109,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
     print(header)
     results = []
     for method in methods:
-        for precision in precisions:
+        for precision in precisions[:1] if method in BASELINES else precisions:  # no network: precision is moot
             queue = ctx.Queue()
             proc = ctx.Process(target=_measure, args=(method, shape, device, batch_size, precision, queue))
             proc.start()
