@@ -266,6 +266,8 @@ class SamplingPredictor(NetworkPredictor):
                  batch_size: int = 8, percentile: float = 99.5, progress: bool = False, precision: str = "fp32",
                  bf16_psnr_change_db: float | None = None) -> None:
         self.unet = network.eval()
+        if torch.device(device).type == "cpu":
+            self.unet = self.unet.to(memory_format=torch.channels_last)  # oneDNN's fast layout (about 8% here)
         self.sampler = sampler
         super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db)
         self.sampler.bf16 = self.precision == "bf16"

@@ -82,7 +82,7 @@ def test_batches_are_bounded_by_pixels_not_batch_size(monkeypatch):
         seen.append(pairs.shape[0])
         return pairs.mean(1, keepdim=True)
 
-    monkeypatch.setattr(inference, "MAX_BATCH_PIXELS", 3 * 16 * 16)
+    monkeypatch.setitem(inference.BATCH_PIXELS, "cpu", 3 * 16 * 16)
     out = NetworkPredictor(network, batch_size=64)(smooth_volume((9, 16, 16)))
     assert seen == [3, 3, 2] and out.shape == (8, 16, 16)
 
