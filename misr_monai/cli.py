@@ -172,15 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="misr", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def model_options(p):
+    def model_options(p, precision="fp32"):
         p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
         p.add_argument("--samples", type=_positive_int, default=1,
                        help="fast_ddpm: samples per slice; the output is their mean, and upsample writes their "
                             "per-voxel standard deviation to OUT_std.nii.gz (default: 1)")
         p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
-        p.add_argument("--precision", default="fp32", help="fp32, bf16 (autocast; needs native bfloat16) or auto (bf16 "
-                       "where the device has it and the model's measured PSNR change is below 0.01 dB) (default: fp32)")
+        p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
+                       "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
+                       f"(default: {precision})")
 
     p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume")
     p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz); never modified")
@@ -190,13 +191,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=int, default=2, help="2, 4 or 8: x2 applied repeatedly (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
-    model_options(p)
+    model_options(p, precision="auto")
     p.set_defaults(func=_upsample)
 
     p = sub.add_parser("demo", help="upsample the embedded demo volume and draw a figure")
     p.add_argument("--out", default="demo_output", help="folder for the NIfTI and PNG (default: demo_output)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"as for upsample (default: {DEFAULT_MODEL})")
-    model_options(p)
+    model_options(p, precision="auto")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("evaluate", help="the evaluation protocol on a datalist split: tables and figures")

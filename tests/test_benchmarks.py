@@ -122,3 +122,13 @@ def test_data_wait_handler_measures_the_share_spent_fetching():
     engine.run(slow_batches(), max_epochs=1, epoch_length=4)
     assert 0.5 < engine.state.metrics["data_wait_share"] < 0.95
     assert 10 < engine.state.metrics["iterations_per_s"] < 30
+
+
+def test_auto_precision_follows_the_bundles_measured_change(monkeypatch):
+    from misr_monai.inference import load_predictor
+
+    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": True)
+    assert load_predictor("residual_cnn", precision="auto").precision == "bf16"  # measured -0.0024 dB
+    assert load_predictor("residual_cnn").precision == "fp32"  # the API's default stays fp32
+    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": False)
+    assert load_predictor("residual_cnn", precision="auto").precision == "fp32"
