@@ -18,7 +18,7 @@ import torch
 from scipy.interpolate import CubicSpline
 
 from misr_monai.io import InputError, check_output_path, load_volume, save_volume
-from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, voxel_spacing
+from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, reflect_index, voxel_spacing
 
 __all__ = [
     "SlicePredictor",
@@ -118,6 +118,9 @@ class NetworkPredictor:
         percentile: the intensity scaling's percentile. Defaults to 99.5.
         progress: show a progress bar. Defaults to False.
         precision: ``fp32``, ``bf16`` (autocast) or ``auto`` (:py:func:`resolve_precision`). Defaults to fp32.
+        context: K, the neighbours on each side of a gap that the network takes (``2K`` input channels: for the gap
+            between slices j and j+1, slices j-K+1 ... j+K, mirrored at the volume's ends). Defaults to the network's
+            ``in_channels // 2``, or 1.
         bf16_psnr_change_db: the model's measured PSNR change under bf16, for ``auto``. Defaults to None (unknown).
 
     A forward pass takes at most :py:data:`BATCH_PIXELS` pixels whatever ``batch_size``, and on a CPU the network
@@ -139,6 +142,7 @@ class NetworkPredictor:
         progress: bool = False,
         precision: str = "fp32",
         bf16_psnr_change_db: float | None = None,
+        context: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -152,6 +156,7 @@ class NetworkPredictor:
         self.percentile = percentile
         self.progress = progress
         self.precision = resolve_precision(precision, self.device, bf16_psnr_change_db)
+        self.context = context or max(1, getattr(network, "in_channels", 2) // 2)
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
         return self.predict_channels(slices)[:, 0]
@@ -171,12 +176,17 @@ class NetworkPredictor:
         cuda = self.device.type == "cuda"
         dtype = torch.float16 if cuda and not native_bf16(self.device) else torch.bfloat16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=self.precision == "bf16"):
+            k = self.context
             for start in starts:
                 stop = min(start + batch, m - 1)
-                x = torch.from_numpy(np.ascontiguousarray(slices[start : stop + 1], dtype=np.float32))
+                if k == 1:
+                    x = slices[start : stop + 1]
+                else:  # gaps start..stop-1 need slices start-k+1 .. stop+k-1, mirrored at the ends
+                    x = slices[reflect_index(np.arange(start - k + 1, stop + k), m)]
+                x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
                 x = x.pin_memory() if cuda else x
                 x = x.to(self.device, non_blocking=cuda) / scale
-                pairs = torch.stack([x[:-1], x[1:]], dim=1)
+                pairs = torch.stack([x[j : j + stop - start] for j in range(2 * k)], dim=1)
                 if not cuda:
                     pairs = pairs.contiguous(memory_format=torch.channels_last)
                 pred = self.network(pairs).float().mul_(scale).cpu().numpy()
@@ -313,6 +323,7 @@ def upsample_file(
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = {
     "residual_cnn": "mri_slice_interpolation_residual_cnn",
+    "residual_cnn_4slice": "mri_slice_interpolation_residual_cnn_4slice",
     "srgan": "mri_slice_interpolation_srgan",
     "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
 }

@@ -14,7 +14,14 @@ from monai.transforms import InvertibleTransform, Randomizable, Transform
 from monai.data.meta_obj import get_track_meta
 from monai.utils import TransformBackends, convert_to_tensor
 
-from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor, voxel_spacing
+from misr_monai.transforms.utils import (
+    FOREGROUND_THRESHOLD,
+    find_slice_axis,
+    neighbour_offsets,
+    percentile_scale_factor,
+    reflect_index,
+    voxel_spacing,
+)
 
 __all__ = ["SliceAxis", "PercentileScale", "RandSliceTriplet", "SliceTriplets"]
 
@@ -94,7 +101,8 @@ class PercentileScale(InvertibleTransform):
 class RandSliceTriplet(Randomizable, Transform):
     """Cut a random slice triplet (i-1, i, i+1) from a channel-first 3D volume: ``(input, target)``.
 
-    ``input`` has 2 channels (slices i-1 and i+1), ``target`` 1 channel (slice i), both ``patch_size`` in-plane
+    ``input`` has 2 channels (slices i-1 and i+1; with ``context`` K, the 2K slices i-(2K-1), ..., i-1, i+1, ...,
+    i+(2K-1), mirrored at the volume's ends), ``target`` 1 channel (slice i), both ``patch_size`` in-plane
     (zero-padded where the slice is smaller). The axis is ``img.meta["slice_axis"]`` (or the last one); with
     ``random_axis`` a near-isotropic volume (largest/smallest spacing <= ``max_anisotropy``) uses any axis. Patches
     whose target has fewer than ``min_foreground`` foreground voxels (> 0.05 after scaling) are redrawn, at most
@@ -106,6 +114,7 @@ class RandSliceTriplet(Randomizable, Transform):
         random_axis: draw the axis at random for near-isotropic volumes. Defaults to False.
         max_anisotropy: spacing ratio under which a volume counts as near-isotropic. Defaults to 1.5.
         max_tries: draws before giving up on ``min_foreground``. Defaults to 10.
+        context: K, the neighbours on each side (:py:func:`neighbour_offsets`). Defaults to 1.
 
     Example::
 
@@ -124,7 +133,9 @@ class RandSliceTriplet(Randomizable, Transform):
         random_axis: bool = False,
         max_anisotropy: float = 1.5,
         max_tries: int = 10,
+        context: int = 1,
     ) -> None:
+        self.offsets = neighbour_offsets(context)
         if len(patch_size) != 2 or min(patch_size) < 1:
             raise ValueError(f"patch_size must be two positive ints, got {patch_size}.")
         if not 0 <= min_foreground <= 1:
@@ -160,10 +171,11 @@ class RandSliceTriplet(Randomizable, Transform):
     def _cut(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         i, r0, c0 = self._corner
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, self._axis + 1, 1)  # (C, slices, H, W)
-        triplet = vol[0, i - 1 : i + 2, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]]
-        pad = (0, self.patch_size[1] - triplet.shape[2], 0, self.patch_size[0] - triplet.shape[1])
-        triplet = torch.nn.functional.pad(triplet.float(), pad)
-        return triplet[[0, 2]].clone(), triplet[1:2].clone()
+        index = reflect_index([i + o for o in self.offsets] + [i], vol.shape[1]).tolist()
+        stack = vol[0, index, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]]
+        pad = (0, self.patch_size[1] - stack.shape[2], 0, self.patch_size[0] - stack.shape[1])
+        stack = torch.nn.functional.pad(stack.float(), pad)
+        return stack[:-1].clone(), stack[-1:].clone()
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         img = convert_to_tensor(img, track_meta=True)
@@ -186,11 +198,13 @@ class RandSliceTriplet(Randomizable, Transform):
 class SliceTriplets(Transform):
     """All full-slice triplets of a channel-first volume whose middle slice is odd (1, 3, 5...), as the protocol scores.
 
-    Returns a list of ``(input, target)``: input 2 channels (slices i-1, i+1), target 1 channel (slice i), for every
-    ``stride``-th odd i along ``img.meta["slice_axis"]`` whose target has foreground (maximum >= 0.05 after scaling).
+    Returns a list of ``(input, target)``: input 2 channels (slices i-1, i+1; 2K with ``context`` K, as
+    :py:class:`RandSliceTriplet`), target 1 channel (slice i), for every ``stride``-th odd i along
+    ``img.meta["slice_axis"]`` whose target has foreground (maximum >= 0.05 after scaling).
 
     Args:
         stride: keep every ``stride``-th odd slice (1 keeps all). Defaults to 1.
+        context: K, the neighbours on each side. Defaults to 1.
 
     Example::
 
@@ -201,10 +215,11 @@ class SliceTriplets(Transform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, stride: int = 1) -> None:
+    def __init__(self, stride: int = 1, context: int = 1) -> None:
         if stride < 1:
             raise ValueError(f"stride must be positive, got {stride}.")
         self.stride = stride
+        self.offsets = neighbour_offsets(context)
 
     def __call__(self, img: NdarrayOrTensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         img = convert_to_tensor(img, track_meta=True)
@@ -213,5 +228,6 @@ class SliceTriplets(Transform):
         out = []
         for i in range(1, vol.shape[0] - 1, 2 * self.stride):
             if float(vol[i].max()) >= FOREGROUND_THRESHOLD:
-                out.append((vol[[i - 1, i + 1]].clone(), vol[i : i + 1].clone()))
+                index = reflect_index([i + o for o in self.offsets], vol.shape[0]).tolist()
+                out.append((vol[index].clone(), vol[i : i + 1].clone()))
         return out

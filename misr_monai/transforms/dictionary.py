@@ -80,6 +80,7 @@ class RandSliceTripletd(Randomizable, MapTransform):
         num_samples: patches per volume. Defaults to 1.
         patch_size, min_foreground, random_axis, max_anisotropy, max_tries: as :py:class:`RandSliceTriplet`.
         allow_missing_keys: don't raise if the key is missing. Defaults to False.
+        context: K neighbours on each side, a 2K-channel input (:py:class:`RandSliceTriplet`). Defaults to 1.
 
     Example::
 
@@ -102,6 +103,7 @@ class RandSliceTripletd(Randomizable, MapTransform):
         max_anisotropy: float = 1.5,
         max_tries: int = 10,
         allow_missing_keys: bool = False,
+        context: int = 1,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
@@ -110,7 +112,7 @@ class RandSliceTripletd(Randomizable, MapTransform):
             raise ValueError(f"num_samples must be positive, got {num_samples}.")
         self.label_key = label_key
         self.num_samples = int(num_samples)
-        self.sampler = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries)
+        self.sampler = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context)
 
     def set_random_state(self, seed: int | None = None, state=None) -> RandSliceTripletd:
         super().set_random_state(seed, state)
@@ -134,18 +136,20 @@ class RandSliceTripletd(Randomizable, MapTransform):
 class SliceTripletsd(MapTransform):
     """Dictionary-based :py:class:`SliceTriplets`: one dict per kept odd slice, full size, for validation.
 
-    Each dict is a copy of the input with ``keys`` (one key: the volume) replaced by the 2-channel input and
-    ``label_key`` set to the target slice; with ``list_data_collate`` a batch of one volume becomes all its slices.
+    Each dict is a copy of the input with ``keys`` (one key: the volume) replaced by the 2-channel input (2K with
+    ``context`` K) and ``label_key`` set to the target slice; with ``list_data_collate`` a batch of one volume becomes
+    all its slices.
     """
 
     backend = SliceTriplets.backend
 
-    def __init__(self, keys: KeysCollection, label_key: str = "label", stride: int = 1, allow_missing_keys: bool = False):
+    def __init__(self, keys: KeysCollection, label_key: str = "label", stride: int = 1, allow_missing_keys: bool = False,
+                 context: int = 1):
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"SliceTripletsd takes exactly one key (the volume), got {self.keys}.")
         self.label_key = label_key
-        self.splitter = SliceTriplets(stride)
+        self.splitter = SliceTriplets(stride, context)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
         out = []

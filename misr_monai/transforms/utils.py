@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["voxel_spacing", "find_slice_axis", "percentile_scale_factor", "FOREGROUND_THRESHOLD"]
+__all__ = ["voxel_spacing", "find_slice_axis", "percentile_scale_factor", "FOREGROUND_THRESHOLD", "neighbour_offsets",
+           "reflect_index"]
 
 FOREGROUND_THRESHOLD = 0.05
 """Intensity (after percentile scaling to [0, 1]) above which a voxel counts as foreground."""
@@ -54,3 +55,17 @@ def percentile_scale_factor(img, percentile: float = 99.5) -> float:
         start += part.size
     scale = float(np.percentile(gathered, percentile, overwrite_input=True))
     return scale if scale > 0 else 1.0
+
+
+def neighbour_offsets(context: int = 1) -> list[int]:
+    """Offsets from slice i of the ``2 * context`` neighbours a model sees: (-1, 1) for 1, (-3, -1, 1, 3) for 2."""
+    if context < 1:
+        raise ValueError(f"context must be positive, got {context}.")
+    return [-(2 * k - 1) for k in range(context, 0, -1)] + [2 * k - 1 for k in range(1, context + 1)]
+
+
+def reflect_index(index, n: int):
+    """Slice indices mirrored at the two ends of ``n`` slices (-1 -> 1, n -> n - 2), as for the missing neighbours
+    of the end gaps; an index still outside after one reflection is clamped."""
+    index = np.abs(np.asarray(index))
+    return np.clip(np.where(index > n - 1, 2 * (n - 1) - index, index), 0, n - 1)

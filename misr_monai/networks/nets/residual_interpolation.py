@@ -1,5 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""Residual Interpolation CNN: predicts slice i from slices i-1 and i+1 as a residual over their mean."""
+"""Residual Interpolation CNN: predicts slice i from its 2K neighbours (i-1, i+1; or i-3, i-1, i+1, i+3) as a residual
+over their interpolation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import torch.nn as nn
 
 from monai.networks.blocks import Convolution
 
-__all__ = ["ResidualInterpolationNet", "warm_start"]
+__all__ = ["ResidualInterpolationNet", "SKIP_FILTERS", "warm_start"]
+
+SKIP_FILTERS = {2: (0.5, 0.5), 4: (-1 / 16, 9 / 16, 9 / 16, -1 / 16)}
+"""The global skip's interpolation filter over the input channels, per channel count (2K neighbours)."""
 
 
 class _ResidualBlock(nn.Module):
@@ -26,17 +30,18 @@ class _ResidualBlock(nn.Module):
 class ResidualInterpolationNet(nn.Module):
     """Conv(in->channels)+act, ``num_res_blocks`` residual blocks, Conv(channels->out), plus a global skip.
 
-    The global skip adds the mean of the input channels (the neighbouring slices), so the network learns the residual
-    over linear interpolation and starts as linear interpolation when its last layer is zero.
+    The global skip adds the interpolation of the neighbouring slices that the input channels hold: their mean for 2
+    (slices i-1, i+1), the four-tap cubic-like filter (-1, 9, 9, -1) / 16 for 4 (slices i-3, i-1, i+1, i+3). The
+    network learns the residual over that estimate and starts as it when its last layer is zero.
 
     Args:
         spatial_dims: 2 for slices. Defaults to 2.
-        in_channels: neighbouring slices given. Defaults to 2.
+        in_channels: neighbouring slices given, 2 or 4. Defaults to 2.
         out_channels: slices predicted. Defaults to 1.
         channels: feature width. Defaults to 64.
         num_res_blocks: residual blocks. Defaults to 5.
         act: activation factory name or ``(name, args)``. Defaults to ``"relu"``.
-        zero_init_last: start the last convolution at zero, i.e. at linear interpolation. Defaults to True.
+        zero_init_last: start the last convolution at zero, i.e. at the skip's interpolation. Defaults to True.
 
     Example::
 
@@ -64,6 +69,9 @@ class ResidualInterpolationNet(nn.Module):
                              f"{out_channels}, {channels}.")
         if num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must not be negative, got {num_res_blocks}.")
+        if in_channels not in SKIP_FILTERS:
+            raise ValueError(f"in_channels must be one of {sorted(SKIP_FILTERS)} (2K neighbouring slices), got {in_channels}.")
+        self.in_channels = in_channels
         self.head = Convolution(spatial_dims, in_channels, channels, kernel_size=3, act=act, norm=None)
         self.body = nn.Sequential(*(_ResidualBlock(spatial_dims, channels, act) for _ in range(num_res_blocks)))
         self.tail = Convolution(spatial_dims, channels, out_channels, kernel_size=3, conv_only=True)
@@ -72,7 +80,11 @@ class ResidualInterpolationNet(nn.Module):
             nn.init.zeros_(self.tail.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=1, keepdim=True) + self.tail(self.body(self.head(x)))
+        if self.in_channels == 2:
+            estimate = x.mean(dim=1, keepdim=True)
+        else:  # SKIP_FILTERS[4]
+            estimate = (9 * (x[:, 1:2] + x[:, 2:3]) - (x[:, 0:1] + x[:, 3:4])) / 16
+        return estimate + self.tail(self.body(self.head(x)))
 
 
 def warm_start(network: ResidualInterpolationNet, state_dict: dict) -> ResidualInterpolationNet:

@@ -1,0 +1,89 @@
+"""Wider context (K = 2: slices i-3, i-1, i+1, i+3): the network's skip, the stacks the transforms cut, the end gaps of
+a volume, and the four-slice bundle's config."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from misr_monai.cli import main
+from misr_monai.inference import NetworkPredictor
+from misr_monai.networks.nets import ResidualInterpolationNet
+from misr_monai.transforms import RandSliceTriplet, SliceTriplets
+from misr_monai.transforms.utils import neighbour_offsets, reflect_index
+from tests.conftest import bundle_workflow, smooth_volume, write_nifti
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_residual_cnn_4slice"
+
+
+def test_offsets_and_mirrored_ends():
+    assert neighbour_offsets(1) == [-1, 1] and neighbour_offsets(2) == [-3, -1, 1, 3]
+    assert reflect_index([-3, -1, 0, 4, 6, 7], 5).tolist() == [3, 1, 0, 4, 2, 1]
+
+
+def test_k1_is_unchanged_and_a_zero_initialised_k2_network_is_the_four_tap_filter():
+    torch.manual_seed(0)
+    x2 = torch.rand(3, 2, 16, 16)
+    np.testing.assert_array_equal(ResidualInterpolationNet(channels=8, num_res_blocks=1)(x2).detach(), x2.mean(1, keepdim=True))
+    x4 = torch.rand(3, 4, 16, 16)
+    expected = (-x4[:, 0] + 9 * x4[:, 1] + 9 * x4[:, 2] - x4[:, 3]) / 16
+    out = ResidualInterpolationNet(in_channels=4, channels=8, num_res_blocks=1)(x4).detach()
+    torch.testing.assert_close(out[:, 0], expected)
+
+
+def test_stacks_cut_from_a_hand_made_volume():
+    n = 9
+    vol = MetaTensor(torch.arange(n, dtype=torch.float32).view(1, 1, 1, n).expand(1, 40, 40, n).clone() / 10 + 0.1)
+    pairs = SliceTriplets(context=2)(vol)  # odd targets 1, 3, 5, 7
+    for (x, y), i in zip(pairs, (1, 3, 5, 7)):
+        index = reflect_index([i - 3, i - 1, i + 1, i + 3], n)
+        np.testing.assert_allclose(x[:, 0, 0].numpy(), index / 10 + 0.1, rtol=1e-6)
+        assert float(y[0, 0, 0]) == np.float32(i / 10 + 0.1)
+    x, y = RandSliceTriplet(patch_size=(16, 16), context=2).set_random_state(0)(vol)
+    i = round(float(y[0, 0, 0]) * 10 - 1)
+    assert x.shape == (4, 16, 16)
+    np.testing.assert_allclose(x[:, 0, 0].numpy(), reflect_index([i - 3, i - 1, i + 1, i + 3], n) / 10 + 0.1, rtol=1e-6)
+
+
+def test_the_end_gaps_of_a_five_slice_volume_are_predicted(tmp_path):
+    net = ResidualInterpolationNet(in_channels=4)  # the bundle's network; zero last layer: the filter alone
+    slices = smooth_volume((5, 12, 10), seed=3)
+    out = NetworkPredictor(net)(slices)
+    s = slices.astype(np.float64)
+    mirrored = [s[1], *s, s[3]]  # index -1 -> 1, index 5 -> 3
+    expected = [(-mirrored[j] + 9 * mirrored[j + 1] + 9 * mirrored[j + 2] - mirrored[j + 3]) / 16 for j in range(4)]
+    np.testing.assert_allclose(out, np.stack(expected), rtol=1e-5)
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLE / "configs", bundle / "configs")
+    (bundle / "models").mkdir()
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    affine[:3, 3] = [-10.0, 5.0, 20.0]
+    src = write_nifti(tmp_path / "five.nii.gz", np.moveaxis(slices, 0, 2), affine)
+    assert main(["upsample", str(src), str(tmp_path / "x2.nii.gz"), "--model", str(bundle), "--precision", "fp32"]) == 0
+    img = nib.load(str(tmp_path / "x2.nii.gz"))
+    data = np.moveaxis(np.asanyarray(img.dataobj), 2, 0)
+    assert data.shape[0] == 9
+    np.testing.assert_allclose(data[1::2], out, rtol=1e-6)  # both end gaps predicted, none skipped
+    np.testing.assert_array_equal(data[0::2], slices)
+    world = img.affine @ np.array([0, 0, 8, 1])  # the last slice keeps its world position
+    np.testing.assert_allclose(world[:3], affine[:3, 3] + [0, 0, 4 * 3.0])
+
+
+def test_one_training_iteration_of_the_bundle(synthetic, tmp_path):
+    workflow = bundle_workflow(BUNDLE, {
+        "dataset_dir": str(synthetic / "data"), "datalist_file": str(synthetic / "datalist.json"),
+        "output_dir": str(tmp_path), "ckpt_dir": str(tmp_path), "max_epochs": 1, "epoch_length": 1, "val_interval": 1,
+        "cache_rate": 0.0, "patch_size": [32, 32], "network_def#channels": 8, "network_def#num_res_blocks": 1,
+    })
+    workflow.run()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.iteration == 1 and trainer.network.head.conv.in_channels == 4
+    assert np.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_psnr"])
+    workflow.finalize()
