@@ -275,15 +275,18 @@ def _verdict(hits: list[str], datasets: list[str]) -> str:
 
 
 def claims(summary: list[dict], rows: list[dict], paired: list[dict]) -> list[str]:
-    """The original project's three claims, each tested on these results: verdict and evidence, one markdown item each."""
-    methods = list(dict.fromkeys(s["method"] for s in summary))
+    """The original project's three claims, each tested on these results: verdict and evidence, one markdown item each.
+
+    The claims are about its three models, so they are weighed among those and the baselines only."""
+    methods = [m for m in dict.fromkeys(s["method"] for s in summary) if m in BASELINES or m in ORIGINAL_TABLE]
     datasets = list(dict.fromkeys(s["dataset"] for s in summary))
     mean = {(s["dataset"], s["method"]): s for s in summary}
     out = []
     if "srgan" in methods:
         best = {d: [max(methods, key=lambda m: mean[d, m][k]) for k in ("psnr", "ssim")] for d in datasets}
         hits = [d for d in datasets if best[d] == ["srgan", "srgan"]]
-        pooled = [p for p in paired if p["dataset"] == "all" and p["metric"] == "psnr" and "srgan" in (p["method"], p["versus"])]
+        pooled = [p for p in paired if p["dataset"] == "all" and p["metric"] == "psnr" and "srgan" in (p["method"], p["versus"])
+                  and {p["method"], p["versus"]} <= set(methods)]
         out.append(f"**The SRGAN has the best PSNR/SSIM: {_verdict(hits, datasets)}.** Best PSNR / SSIM per dataset: "
                    + "; ".join(f"{d} {b[0]} / {b[1]}" for d, b in best.items()) + ". Pooled paired PSNR: "
                    + "; ".join(f"{p['method']} - {p['versus']} {p['mean_diff']:+.2f} dB ({p['verdict']})" for p in pooled) + ".")
