@@ -104,7 +104,8 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
     ceilings = {k: matmul_ceiling(k, device) for k in kinds}
     print(f"synthetic volume {shape[0]}x{shape[1]}x{shape[2]} float32, slice axis 2, device {device}, batch {batch_size}")
     print("ceilings (2048x2048 matmul, same run): " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in ceilings.items()))
-    header = f"{'method':<14}{'precision':>10}{'seconds':>9}{'slices/s':>10}{'MACs/voxel':>12}{'GMAC/s':>9}"
+    width = max(14, *(len(m) + 2 for m in methods))
+    header = f"{'method':<{width}}{'precision':>10}{'seconds':>9}{'slices/s':>10}{'MACs/voxel':>12}{'GMAC/s':>9}"
     header += "".join(f"{'/' + k + ' ceil':>12}" for k in ceilings) + f"{'peak RSS MiB':>14}{'added MiB':>11}{'peak GPU MiB':>14}"
     print(header)
     results = []
@@ -115,7 +116,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
             proc.start()
             proc.join()
             if proc.exitcode != 0:
-                print(f"{method:<14}{precision:>10}  failed (exit code {proc.exitcode})")
+                print(f"{method:<{width}}{precision:>10}  failed (exit code {proc.exitcode})")
                 continue
             name, used, seconds, slices, macs, params, peak, added, gpu = queue.get()
             rate = macs / seconds
@@ -125,7 +126,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
                    "gpu_mib": gpu}
             results.append(row)
             ratios = "".join(f"{row[f'ratio_{k}']:>12.2f}" if macs else f"{'-':>12}" for k in ceilings)
-            print(f"{name:<14}{used:>10}{seconds:>9.2f}{row['slices_per_s']:>10.1f}{row['macs_per_voxel']:>12,.0f}"
+            print(f"{name:<{width}}{used:>10}{seconds:>9.2f}{row['slices_per_s']:>10.1f}{row['macs_per_voxel']:>12,.0f}"
                   f"{rate / 1e9:>9.1f}{ratios}{peak:>14.0f}{added:>11.0f}{gpu:>14.0f}")
     after = {k: matmul_ceiling(k, device) for k in kinds}
     print("ceilings after: " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in after.items())
