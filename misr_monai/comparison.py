@@ -20,7 +20,7 @@ import numpy as np
 
 from misr_monai.benchmarks import count_macs
 from misr_monai.datalist import load_split
-from misr_monai.evaluation import SUMMARY_COLUMNS, _fmt, evaluate_volume, summarize, write_table
+from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, format_value, markdown_table, summarize, write_table
 from misr_monai.inference import BASELINES, bundle_folder, check_slice_axis, load_predictor
 from misr_monai.io import InputError, atomic_write, load_volume
 from misr_monai.metrics import METRICS
@@ -61,11 +61,8 @@ def load_experiment(config: str | os.PathLike, overrides: dict | None = None) ->
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class _Methods:
@@ -74,15 +71,17 @@ class _Methods:
     def __init__(self, experiment: dict) -> None:
         self.experiment = experiment
         self.loaded: dict = {}
+        self.known: dict = {}
 
     def settings(self, method: str) -> dict:
-        folder = bundle_folder(method)
-        if method in BASELINES or folder is None:
-            return {"method": method}
-        weights = folder / "models" / "model.pt"
-        return {"method": method, "weights_sha256": _sha256(weights) if weights.is_file() else None,
+        if method not in self.known:  # each bundle's weights are hashed once per run
+            folder = bundle_folder(method)
+            weights = None if method in BASELINES or folder is None else folder / "models" / "model.pt"
+            self.known[method] = {"method": method} if weights is None else {
+                "method": method, "weights_sha256": _sha256(weights) if weights.is_file() else None,
                 "samples": self.experiment.get("samples", 1), "seed": self.experiment.get("seed", 0),
                 "precision": self.experiment.get("precision", "fp32")}
+        return self.known[method]
 
     def __getitem__(self, method: str):
         if method not in self.loaded:
@@ -240,12 +239,7 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
 
 def _cell(item: dict, metric: str) -> str:
     std = item.get("psnr_std" if metric == "psnr" else f"{metric}_std", float("nan"))
-    return _fmt(item[metric]) + ("" if np.isnan(std) else f" ± {_fmt(std)}")
-
-
-def _markdown_table(header: list[str], lines: list[list[str]]) -> str:
-    text = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(text + ["| " + " | ".join(line) + " |" for line in lines]) + "\n"
+    return format_value(item[metric]) + ("" if np.isnan(std) else f" ± {format_value(std)}")
 
 
 def summary_markdown(summary: list[dict], metrics) -> str:
@@ -258,7 +252,7 @@ def summary_markdown(summary: list[dict], metrics) -> str:
                   f"{s['gain_cubic_db']:+.2f}", f"{s['seconds_per_volume']:.1f}", f"{s['params']:,}",
                   f"{s['macs_per_voxel']:,.0f}"] for s in items]
         parts.append(f"### {dataset} ({items[0]['volumes']} volumes, {items[0]['slices']} reconstructed slices)\n\n"
-                     + _markdown_table(header, lines))
+                     + markdown_table(header, lines))
     return "\n".join(parts)
 
 
@@ -267,7 +261,7 @@ def paired_markdown(paired: list[dict]) -> str:
     lines = [[p["dataset"], p["metric"], f"{p['method']} - {p['versus']}", str(p["volumes"]), f"{p['mean_diff']:+.4f}",
               "" if np.isnan(p["ci_low"]) else f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}]",
               "" if np.isnan(p["wilcoxon_p"]) else f"{p['wilcoxon_p']:.3f}", p["verdict"]] for p in paired]
-    return _markdown_table(header, lines)
+    return markdown_table(header, lines)
 
 
 def _verdict(hits: list[str], datasets: list[str]) -> str:
@@ -293,13 +287,13 @@ def claims(summary: list[dict], rows: list[dict], paired: list[dict]) -> list[st
     if "fast_ddpm" in methods:
         best = {d: min(methods, key=lambda m: abs(mean[d, m]["tp_ratio"] - 1)) for d in datasets}
         hits = [d for d in datasets if best[d] == "fast_ddpm"]
+        closest = {d: min((m for m in methods if m != "fast_ddpm"), key=lambda m: abs(mean[d, m]["tp_ratio"] - 1))
+                   for d in datasets}
+        evidence = "; ".join(f"{d} {mean[d, 'fast_ddpm']['tp_ratio']:.3f} against {m} {mean[d, m]['tp_ratio']:.3f}"
+                             for d, m in closest.items())
         out.append(f"**The diffusion model gives the best through-plane continuity: {_verdict(hits, datasets)}** by "
-                   "`tp_ratio` (closest to 1). Per dataset, fast_ddpm against the closest other method: "
-                   + "; ".join(f"{d} {mean[d, 'fast_ddpm']['tp_ratio']:.3f} against "
-                               f"{min((m for m in methods if m != 'fast_ddpm'), key=lambda m: abs(mean[d, m]['tp_ratio'] - 1))} "
-                               f"{min((mean[d, m]['tp_ratio'] for m in methods if m != 'fast_ddpm'), key=lambda v: abs(v - 1)):.3f}"
-                               for d in datasets)
-                   + ". `tp_ratio` compares the size of the second differences along the slice axis, so sampling noise "
+                   f"`tp_ratio` (closest to 1). Per dataset, fast_ddpm against the closest other method: {evidence}. "
+                   "`tp_ratio` compares the size of the second differences along the slice axis, so sampling noise "
                    "raises it as well as real detail does: read it beside fast_ddpm's MAE and the reformat figures.")
     models = [m for m in methods if m not in BASELINES]
     if "residual_cnn" in models and len(models) > 1:
@@ -325,7 +319,7 @@ def _original_table(summary: list[dict]) -> str:
     header = ["method", "original (unnamed prostate set)", *sets]
     lines = [[m, f"{o[0]:.2f} / {o[1]:.3f}", *(f"{mean[d, m]['psnr']:.2f} / {mean[d, m]['ssim']:.3f}" for d in sets)]
              for m, o in ORIGINAL_TABLE.items() if all((d, m) in mean for d in sets)]
-    return _markdown_table(header, lines) if sets and lines else ""
+    return markdown_table(header, lines) if sets and lines else ""
 
 
 def _versions() -> dict:
@@ -445,7 +439,7 @@ superior up), from each volume's affine.
 
 ## Weights (sha256)
 
-{_markdown_table(['method', 'models/model.pt sha256'], weights) if weights else 'none'}
+{markdown_table(['method', 'models/model.pt sha256'], weights) if weights else 'none'}
 Files: `summary.{{csv,md}}`, `paired.{{csv,md}}`, `per_volume.{{csv,md}}`; cached per-volume results in `cache/`.
 """
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text))

@@ -17,7 +17,7 @@ from misr_monai.io import atomic_write, load_volume
 from misr_monai.metrics import METRICS, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "evaluate", "summarize", "write_table"]
+__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
                    "edge_ratio", "tp_ratio", "gain_db", "seconds")
@@ -121,10 +121,17 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """A table cell: floats rounded to 2 decimals from 10 up, 4 below, scientific under 0.01."""
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
     return str(value)
+
+
+def markdown_table(header: list[str], lines: list[list[str]]) -> str:
+    """A markdown table of already formatted cells."""
+    text = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(text + ["| " + " | ".join(line) + " |" for line in lines]) + "\n"
 
 
 def write_table(rows: list[dict], columns, path: str | os.PathLike) -> None:
@@ -137,7 +144,5 @@ def write_table(rows: list[dict], columns, path: str | os.PathLike) -> None:
         writer.writerows(rows)
         text = buffer.getvalue()
     else:
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-        text = "\n".join(lines) + "\n"
+        text = markdown_table(list(columns), [[format_value(r.get(c, "")) for c in columns] for r in rows])
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))

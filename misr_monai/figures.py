@@ -15,7 +15,7 @@ from monai.metrics import SSIMMetric
 
 from misr_monai.io import atomic_write
 from misr_monai.metrics import SSIM_WINDOW
-from misr_monai.transforms.utils import percentile_scale_factor
+from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 
 __all__ = [
     "PLANE_NAMES",
@@ -64,7 +64,7 @@ def display_plane(volume: np.ndarray, affine, axis: int, index: int) -> tuple[np
     lps = nib.orientations.apply_orientation(np.take(volume, [index], axis=axis), nib.orientations.ornt_transform(ornt, _LPS))
     image = lps.take(0, axis=world)  # the two remaining world axes, in L, P, S order
     spacing = np.empty(3)
-    spacing[ornt[:, 0].astype(int)] = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
     rows, cols = (1, 0) if world == 2 else (2, 0) if world == 1 else (2, 1)
     image = image.T if world == 2 else image[:, ::-1].T
     return np.ascontiguousarray(image), float(spacing[rows] / spacing[cols]), PLANE_NAMES[world]
@@ -180,8 +180,7 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affi
     for ax, volume, affine, name in zip(axes, (original, upsampled), affines, ("input", "upsampled")):
         image, aspect, plane = display_plane(volume, affine, cut, index)
         ax.imshow(np.clip(image / scale, 0, 1), cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
-        spacing = np.sqrt((np.asarray(affine)[:3, axis] ** 2).sum())
-        ax.set_title(f"{name}: {volume.shape[axis]} slices at {spacing:.2f} mm", fontsize=9)
+        ax.set_title(f"{name}: {volume.shape[axis]} slices at {voxel_spacing(affine)[axis]:.2f} mm", fontsize=9)
         ax.axis("off")
     fig.suptitle(f"{title}: {plane} plane through slice axis {axis}")
     _save(fig, path)
