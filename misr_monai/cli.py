@@ -35,10 +35,14 @@ def _make_folder(path) -> Path:
 
 
 def _upsample(args) -> None:
-    from misr_monai.inference import load_predictor, upsample_file
+    from misr_monai.inference import load_predictor, upsample_file, upsample_folder
 
     predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
                              args.precision)
+    if Path(args.input).is_dir():
+        written = upsample_folder(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
+        print(f"{args.output}: {len(written)} volumes ({args.model})")
+        return
     info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
     print(
         f"{args.output}: {info['input_shape']} -> {info['output_shape']} along axis {info['axis']}, "
@@ -130,13 +134,16 @@ def _uncertainty(args) -> None:
 
 def _datalist(args) -> None:
     from misr_monai.datalist import make_datalist, write_datalist
-    from misr_monai.io import check_output_path
+    from misr_monai.io import InputError, check_output_path
 
     check_output_path(args.out, args.overwrite)
     datalist = make_datalist(args.dir, args.pattern, args.val, args.test, args.seed)
     write_datalist(datalist, args.out)
-    counts = ", ".join(f"{k} {len({e['subject'] for e in v})} subjects/{len(v)} files" for k, v in datalist.items())
+    splits = {k: v for k, v in datalist.items() if k != "excluded"}
+    counts = ", ".join(f"{k} {len({e['subject'] for e in v})} subjects/{len(v)} files" for k, v in splits.items())
     print(f"{args.out}: {counts}")
+    if "excluded" in datalist:
+        raise InputError(f"{len(datalist['excluded'])} unusable files were left out of {args.out} (listed under 'excluded').")
 
 
 def _benchmark(args) -> None:
@@ -183,9 +190,10 @@ def _parser() -> argparse.ArgumentParser:
                        "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
                        f"(default: {precision})")
 
-    p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume")
-    p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz); never modified")
-    p.add_argument("output", help="NIfTI file to write")
+    p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume or a folder of them")
+    p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz), or a folder of them; never modified")
+    p.add_argument("output", help="NIfTI file to write (a folder for a folder: same file names; bad files are said "
+                                  "in one line and skipped)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="linear, cubic, a shipped bundle's short name or a bundle folder")
     p.add_argument("--axis", type=int, default=None, help="slice axis 0, 1 or 2 (default: the largest spacing)")
     p.add_argument("--factor", type=int, default=2, help="2, 4 or 8: x2 applied repeatedly (default: 2)")

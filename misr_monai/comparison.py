@@ -22,7 +22,7 @@ from misr_monai.benchmarks import count_macs
 from misr_monai.datalist import load_split
 from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, format_value, markdown_table, summarize, write_table
 from misr_monai.inference import BASELINES, bundle_folder, check_slice_axis, load_predictor
-from misr_monai.io import InputError, atomic_write, load_volume
+from misr_monai.io import InputError, atomic_write, load_volume, print_error
 from misr_monai.metrics import METRICS
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
 
@@ -337,7 +337,8 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
 
     Writes ``per_volume.{csv,md}``, ``summary.{csv,md}`` (:py:data:`COMPARE_COLUMNS`), ``paired.{csv,md}``
     (:py:data:`PAIRED_COLUMNS`), PNG figures, ``report.md`` and ``report.html``; caches per-volume results in
-    ``cache/``.
+    ``cache/``. A volume that cannot be read is said in one line and left out; an :py:class:`InputError` naming
+    the volumes left out is raised once the report is written.
 
     Returns:
         ``{"rows", "summary", "paired", "report"}``.
@@ -361,9 +362,15 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
         from tqdm import tqdm
 
         entries = tqdm(entries, desc="compare", unit="volume")
-    rows = []
+    rows, failed = [], []
     for name, spec, entry in entries:
-        rows += _volume_rows(name, spec, entry, methods, models, cache, (name, entry["image"]) in keep)
+        try:
+            rows += _volume_rows(name, spec, entry, methods, models, cache, (name, entry["image"]) in keep)
+        except InputError as err:  # a bad volume is left out, said in one line, and named at the end
+            print_error(err)
+            failed.append(f"{name}/{entry['image']}")
+    if not rows:
+        raise InputError(f"no volume could be read: {', '.join(failed)}.")
     costs_path = cache / "costs.json"
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
     if any(m not in costs or costs[m]["settings"] != models.settings(m) for m in methods):
@@ -382,6 +389,8 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
     figures = _figures(experiment, methods, rows, models, cache, out)
     report = _report(experiment, methods, metrics, summary, rows, paired, figures, out, command,
                      time.perf_counter() - start, {m: c["settings"] for m, c in costs.items()})
+    if failed:
+        raise InputError(f"{len(failed)} volumes failed and were left out of the report: {', '.join(failed)}.")
     return {"rows": rows, "summary": summary, "paired": paired, "report": report}
 
 

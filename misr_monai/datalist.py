@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.io import InputError, atomic_write
+from misr_monai.io import InputError, atomic_write, load_header, print_error
 
 __all__ = ["subject_id", "make_datalist", "write_datalist", "load_split"]
 
@@ -50,30 +50,42 @@ def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: floa
         seed: shuffling seed; the same files and seed give the same split. Defaults to 0.
 
     Returns:
-        ``{"training": [...], "validation": [...], "test": [...]}``, each entry ``{"image": path, "subject": id}``.
+        ``{"training": [...], "validation": [...], "test": [...]}``, each entry ``{"image": path, "subject": id}``,
+        and ``"excluded"``: the files whose header is unreadable or not a usable 3D volume (each also said in one
+        line on stderr), left out of the splits. Voxel data are not read.
 
     Raises:
-        InputError: no files match, or the splits ask for more subjects than there are.
+        InputError: no usable files match, or the splits ask for more subjects than there are.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder.")
-    files = sorted(p for p in root.glob(pattern) if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
+    files = sorted(p for p in root.glob(pattern) if (p.is_file() or p.is_symlink()) and p.name.endswith((".nii", ".nii.gz")))
     if not files:
         raise InputError(f"{root}: no NIfTI files match {pattern!r}.")
     subjects: dict[str, list[str]] = {}
+    excluded = []
     for f in files:
+        try:
+            load_header(f)
+        except InputError as err:
+            print_error(err)
+            excluded.append(f.relative_to(root).as_posix())
+            continue
         subjects.setdefault(subject_id(f), []).append(f.relative_to(root).as_posix())
+    if not subjects:
+        raise InputError(f"{root}: none of the {len(files)} NIfTI files matching {pattern!r} is usable.")
     order = sorted(subjects)
     np.random.default_rng(seed).shuffle(order)
     n_test, n_val = _count(test, len(order), "test"), _count(val, len(order), "val")
     if n_test + n_val > len(order):
         raise InputError(f"{root}: {len(order)} subjects cannot give {n_test} test and {n_val} validation subjects.")
     groups = {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "training": order[n_test + n_val :]}
-    return {
+    datalist = {
         split: [{"image": path, "subject": s} for s in sorted(ids) for path in subjects[s]]
         for split, ids in (("training", groups["training"]), ("validation", groups["validation"]), ("test", groups["test"]))
     }
+    return {**datalist, "excluded": excluded} if excluded else datalist
 
 
 def write_datalist(datalist: dict, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from misr_monai.datalist import load_split
 from misr_monai.inference import SlicePredictor, check_slice_axis, upsample_array
-from misr_monai.io import atomic_write, load_volume
+from misr_monai.io import InputError, atomic_write, load_volume, print_error
 from misr_monai.metrics import METRICS, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
@@ -55,18 +55,23 @@ def evaluate(
 ) -> tuple[list[dict], list[dict]]:
     """Run the protocol on one split of each datalist; write tables (and figures) to ``out_dir`` when given.
 
-    If a volume fails (an :py:class:`InputError` naming it), the figures already written by this call are removed.
+    A bad volume is reported in one line on stderr and skipped; the tables hold the others, and an
+    :py:class:`InputError` listing the bad ones is raised at the end. If the run stops on any other error or an
+    interruption, the figures already written by this call are removed.
 
     Returns:
         ``(per_volume_rows, summary_rows)``.
     """
     written: list[Path] = []
     try:
-        return _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written)
+        rows, summary, failed = _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
+    if failed:
+        raise InputError(f"{len(failed)} volumes failed and were left out of the tables: {', '.join(failed)}.")
+    return rows, summary
 
 
 def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written):
@@ -75,12 +80,17 @@ def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progr
         from tqdm import tqdm
 
         entries = tqdm(entries, desc=f"evaluate {split}", unit="volume")
-    rows = []
+    rows, failed = [], []
     for default, entry in entries:
         path = Path(dataset_dir) / entry["image"]
-        truth, img = load_volume(path)
-        axis = entry.get("axis", find_slice_axis(img.affine))
-        check_slice_axis(path, truth.shape, axis)
+        try:
+            truth, img = load_volume(path)
+            axis = entry.get("axis", find_slice_axis(img.affine))
+            check_slice_axis(path, truth.shape, axis)
+        except InputError as err:
+            print_error(err)
+            failed.append(entry["image"])
+            continue
         scores, reconstructions = evaluate_volume(truth, axis, predictors)
         volume = entry["image"]
         dataset = _dataset_of(entry, default)
@@ -99,7 +109,7 @@ def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progr
         for name, table, cols in (("per_volume", rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
             write_table(table, cols, Path(out_dir) / f"{name}.csv")
             write_table(table, cols, Path(out_dir) / f"{name}.md")
-    return rows, summary
+    return rows, summary, failed
 
 
 def summarize(rows: list[dict]) -> list[dict]:

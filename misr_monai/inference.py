@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from scipy.interpolate import CubicSpline
 
-from misr_monai.io import InputError, check_output_path, load_volume, save_volume
+from misr_monai.io import InputError, check_output_path, load_volume, print_error, save_volume
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, reflect_index, voxel_spacing
 
 __all__ = [
@@ -234,7 +235,10 @@ def _cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Cast back to the input's dtype: integers are rounded and clipped to the dtype's range (in ``data``'s memory)."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        np.clip(np.rint(data, out=data), info.min, info.max, out=data)  # in place: no full-size copies
+        high = data.dtype.type(info.max)
+        if int(high) > info.max:  # int64's max rounds up to 2**63 in float64, which would overflow
+            high = np.nextafter(high, 0)
+        np.clip(np.rint(data, out=data), info.min, high, out=data)  # in place: no full-size copies
     return data.astype(dtype, copy=False)
 
 
@@ -303,13 +307,15 @@ def upsample_file(
     summary = {}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)
-        save_volume(std_path(output_path), spread.astype(np.float32), affine, img)
+        save_volume(std_path(output_path), spread.astype(np.float32), affine, img, overwrite)
         summary["std_output"] = str(std_path(output_path))
     else:
         result = data
         for _ in range(int(math.log2(factor))):
             result = upsample_array(result, axis, predict)
-    save_volume(output_path, _cast_like(result, data.dtype), affine, img)
+    result = _cast_like(result, data.dtype)
+    np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)  # exact where floats cannot hold int64
+    save_volume(output_path, result, affine, img, overwrite)
     return {
         **summary,
         "axis": axis,
@@ -331,9 +337,24 @@ BUNDLES = {
 
 
 def load_network(network: torch.nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a state dict saved by the bundle's ``CheckpointSaver`` into ``network`` and move it to ``device``."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    network.load_state_dict(state)
+    """Load a state dict saved by the bundle's ``CheckpointSaver`` into ``network`` and move it to ``device``.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a file that would
+    need an unrestricted unpickle (which can run code) is refused.
+
+    Raises:
+        InputError: an unreadable or unsafe file, or weights that do not fit ``network``.
+    """
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{checkpoint}: not a plain weights file; refused to unpickle it, as that could run code.") from None
+    except (OSError, RuntimeError, EOFError) as err:
+        raise InputError(f"{checkpoint}: unreadable weights ({type(err).__name__}: {err}).") from None
+    try:
+        network.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise InputError(f"{checkpoint}: the weights do not fit the network ({str(err).splitlines()[0]})") from None
     return network.to(device).eval()
 
 
@@ -390,9 +411,11 @@ def upsample_folder(
     overwrite: bool = False,
     std: bool = False,
 ) -> list[Path]:
-    """:py:func:`upsample_file` on every ``.nii``/``.nii.gz`` in ``input_dir``, written under the same names.
+    """:py:func:`upsample_file` on every ``.nii``/``.nii.gz`` in ``input_dir`` (hidden files aside), written under
+    the same names.
 
-    Bad files are reported one line each and skipped; an :py:class:`InputError` listing them is raised at the end.
+    Bad files are reported one line each on stderr and skipped; an :py:class:`InputError` listing them is raised at
+    the end.
 
     Returns:
         the files written.
@@ -402,7 +425,7 @@ def upsample_folder(
         raise InputError(f"{input_dir}: input folder not found.")
     if input_dir.resolve() == output_dir.resolve():
         raise InputError(f"{output_dir}: the output folder must differ from the input folder (inputs are never modified).")
-    files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
     if not files:
         raise InputError(f"{input_dir}: no .nii or .nii.gz files.")
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -412,7 +435,7 @@ def upsample_folder(
             upsample_file(path, output_dir / path.name, predict, axis, factor, overwrite, std)
             written.append(output_dir / path.name)
         except InputError as err:
-            print(" ".join(str(err).split()))
+            print_error(err)
             failed.append(path.name)
     if failed:
         raise InputError(f"{input_dir}: {len(failed)} of {len(files)} files failed: {', '.join(failed)}.")

@@ -3,32 +3,33 @@
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "load_volume", "save_volume", "check_output_path", "atomic_write"]
+__all__ = ["InputError", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
+           "report_input_errors",
+           "print_error"]
 
 
 class InputError(ValueError):
     """Bad user input; the command line prints ``str(err)`` as one line and exits with code 2."""
 
 
-def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """Load a 3D NIfTI volume (a 4D file with one volume is accepted) and validate it.
-
-    Args:
-        path: a ``.nii`` or ``.nii.gz`` file.
+def load_header(path: str | os.PathLike) -> tuple[nib.Nifti1Image, tuple[int, int, int]]:
+    """Open a NIfTI file and check its header without reading the voxels.
 
     Returns:
-        ``(data, image)``: the voxels with header scaling applied, in their own dtype (integers stay integers), and the
-        nibabel image whose header and affine describe them.
+        ``(image, shape)``: the nibabel image (voxels not yet read) and its 3D shape.
 
     Raises:
-        InputError: missing, unreadable, corrupt or truncated file; not NIfTI; not 3D; NaN or Inf voxels.
+        InputError: missing or unreadable file; not NIfTI; not 3D; a broken affine; more voxels than this machine's
+            memory holds.
     """
     path = Path(path)
     if not path.is_file():
@@ -44,6 +45,25 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(f"{path}: expected a 3D volume, got shape {tuple(img.shape)}.")
+    check_affine(path, img.affine)
+    _check_memory(path, shape, img.get_data_dtype())
+    return img, shape
+
+
+def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Load a 3D NIfTI volume (a 4D file with one volume is accepted) and validate it.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+        ``(data, image)``: the voxels with header scaling applied, in their own dtype (integers stay integers), and the
+        nibabel image whose header and affine describe them.
+
+    Raises:
+        InputError: what :py:func:`load_header` rejects; corrupt or truncated voxel data; NaN or Inf voxels.
+    """
+    img, shape = load_header(path)
     try:
         data = np.asanyarray(img.dataobj).reshape(shape)
     except Exception as err:
@@ -52,6 +72,30 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, nib.Nifti1Image]:
         bad = int((~np.isfinite(data)).sum())
         raise InputError(f"{path}: {bad} NaN or Inf voxels; fix or mask them before upsampling.")
     return data, img
+
+
+def check_affine(path: str | os.PathLike, affine: np.ndarray) -> None:
+    """Reject an affine with NaN/Inf entries, a zero-length voxel axis or parallel axes (oblique and sheared pass).
+
+    Raises:
+        InputError: naming ``path`` and the problem.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise InputError(f"{path}: the header's affine has NaN or Inf entries.")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if (spacing == 0).any():
+        raise InputError(f"{path}: zero voxel spacing along axis {int(np.argmin(spacing))}; the header (pixdim/sform) is broken.")
+    if abs(np.linalg.det(affine[:3, :3])) <= 1e-6 * spacing.prod():
+        raise InputError(f"{path}: the header's affine is singular (two voxel axes point the same way).")
+
+
+def _check_memory(path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse, before reading, a volume whose voxels and x2 float32 result would not fit in this machine's memory."""
+    need = math.prod(shape) * (max(np.dtype(dtype).itemsize, 4) + 8)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total:
+        raise InputError(f"{path}: {shape} voxels need about {need / 2**30:.0f} GiB; this machine has {total / 2**30:.0f} GiB.")
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -67,32 +111,93 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over ``path`` in one step."""
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed (their process id is gone)."""
+    for tmp in path.parent.glob(f".{path.name}.*"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, write, overwrite: bool = True) -> None:
+    """Call ``write(tmp_path)`` on a hidden temporary file beside ``path``, then publish it as ``path`` in one step.
+
+    A reader never sees a partial ``path``. A writer killed midway leaves only its hidden temporary file
+    (``.NAME.PID.*``), which the next write of ``path`` removes. With ``overwrite=False`` the file is published
+    with a hard link, which fails if ``path`` appeared meanwhile (another process): nothing is replaced then.
+
+    Raises:
+        InputError: ``overwrite`` is False and ``path`` exists.
+    """
     path = Path(path)
+    _remove_stale_temporaries(path)
     suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise InputError(f"{path}: output exists (written meanwhile by another process); pass --overwrite to replace it.") from None
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
 
 
-def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Image) -> None:
+def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Image,
+                overwrite: bool = True) -> None:
     """Write ``data`` atomically as NIfTI, with ``template``'s header (units, intent, qform/sform codes) and ``affine``.
 
-    The data are stored unscaled in their own dtype, so values written are exactly the values read back.
+    The data are stored unscaled in their own dtype, so values written are exactly the values read back. With
+    ``overwrite=False`` an existing ``path`` is never replaced (see :py:func:`atomic_write`).
     """
     header = template.header.copy()
     header.set_data_dtype(data.dtype)
     img = type(template)(data, affine, header)
     img.set_sform(affine, code=int(template.header["sform_code"]))
     img.set_qform(affine, code=int(template.header["qform_code"]))
-    atomic_write(path, lambda tmp: nib.save(img, tmp))
+    atomic_write(path, lambda tmp: nib.save(img, tmp), overwrite)
+
+
+def print_error(err: Exception) -> None:
+    """Print ``err`` as one ``error: ...`` line on stderr, above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write("error: " + " ".join(str(err).split()), file=sys.stderr)
+
+
+def report_input_errors() -> None:
+    """Make an uncaught :py:class:`InputError` end the process with its one line, not a traceback.
+
+    For ``python -m monai.bundle run``, where MONAI wraps errors raised in configs: a bundle's ``initialize`` calls
+    it. Any other exception keeps its traceback.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, err, traceback):
+        cause = err
+        while cause is not None and not isinstance(cause, InputError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            previous(kind, err, traceback)
+        else:
+            print("error: " + " ".join(str(cause).split()), file=sys.stderr)
+
+    sys.excepthook = hook

@@ -24,7 +24,7 @@ def smooth_volume(shape=(24, 20, 9), seed=0, dtype=np.float32) -> np.ndarray:
 
 
 def write_nifti(path, data, affine=None, qform_code=1, sform_code=1, units=("mm", "sec")) -> Path:
-    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0]) if affine is None else affine)
+    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 3.0, 1.0]) if affine is None else affine, dtype=data.dtype)
     img.header.set_qform(img.affine, code=qform_code)
     img.header.set_sform(img.affine, code=sform_code)
     img.header.set_xyzt_units(*units)

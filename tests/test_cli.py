@@ -180,15 +180,17 @@ def test_uncreatable_output_folder_is_one_line(tmp_path, capsys):
     assert "cannot create the output folder" in err
 
 
-def test_evaluate_bad_volume_is_one_line_and_leaves_nothing(tmp_path, capsys):
+def test_evaluate_skips_a_bad_volume_in_one_line(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    write_nifti(data / "sub-01_T1w.nii.gz", smooth_volume((24, 24, 9)))
-    write_nifti(data / "sub-02_T1w.nii.gz", smooth_volume((24, 24, 2)))  # too few slices, evaluated second
+    write_nifti(data / "sub-01_T1w.nii.gz", smooth_volume((24, 24, 2)))  # too few slices, evaluated first
+    write_nifti(data / "sub-02_T1w.nii.gz", smooth_volume((24, 24, 9)))
     dl = tmp_path / "dl.json"
     dl.write_text(json.dumps({"test": [{"image": "sub-01_T1w.nii.gz"}, {"image": "sub-02_T1w.nii.gz"}]}))
     out = tmp_path / "eval"
     assert main(["evaluate", "--datalist", str(dl), "--dataset-dir", str(data), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar of the first volume
-    assert err.startswith("misr: error: ") and "sub-02_T1w.nii.gz" in err and "at least 3" in err
-    assert list(out.iterdir()) == []  # the first volume's figures were removed, no tables written
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert err[0].startswith("error: ") and "sub-01_T1w.nii.gz" in err[0] and "at least 3" in err[0]
+    assert err[-1].startswith("misr: error: 1 volumes failed") and "Traceback" not in "".join(err)
+    volumes = {row["volume"] for row in csv.DictReader(open(out / "per_volume.csv"))}
+    assert volumes == {"sub-02_T1w.nii.gz"}  # the good volume was still evaluated
