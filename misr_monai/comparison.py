@@ -20,6 +20,7 @@ import numpy as np
 
 from misr_monai.benchmarks import count_macs
 from misr_monai.datalist import load_split
+from misr_monai.engines import versions
 from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, format_value, markdown_table, summarize, write_table
 from misr_monai.inference import BASELINES, bundle_folder, check_slice_axis, load_predictor
 from misr_monai.io import InputError, atomic_write, load_volume, print_error
@@ -323,13 +324,7 @@ def _original_table(summary: list[dict]) -> str:
 
 
 def _versions() -> dict:
-    import monai
-    import torch
-
-    import misr_monai
-
-    return {"misr_monai": misr_monai.__version__, "monai": monai.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
+    return {**versions(), "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine()}
 
 
 def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", progress: bool = True) -> dict:

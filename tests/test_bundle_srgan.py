@@ -124,7 +124,7 @@ def test_adversarial_iteration_uses_targets_as_reals_and_resumes(synthetic, tmp_
     resumed.run()
     assert ran == [3, 4]  # continued after the saved state
     saved = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)  # no pickled networks in it
-    assert set(saved) == {"network", "discriminator", "g_optimizer", "d_optimizer", "lr_scheduler", "trainer"}
+    assert set(saved) == {"network", "discriminator", "g_optimizer", "d_optimizer", "lr_scheduler", "trainer", "versions"}
     generator = ResidualInterpolationNet(channels=8, num_res_blocks=3)
     generator.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))  # the generator alone
     resumed.finalize()

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
-from .checkpoint import latest_checkpoint
+from .checkpoint import KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
+from .determinism import EpochSeedHandler
 from .timing import DataWaitHandler
 
-__all__ = ["BF16Inferer", "ConditionedInferer", "DataWaitHandler", "PairedAdversarialTrainer", "adversarial_stats",
-           "latest_checkpoint"]
+__all__ = ["BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
+           "PairedAdversarialTrainer", "VersionStamp", "adversarial_stats", "latest_checkpoint", "versions"]

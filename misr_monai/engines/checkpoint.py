@@ -1,15 +1,23 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""Find the newest resumable checkpoint written by MONAI's ``CheckpointSaver``."""
+"""Resumable training around MONAI's ``CheckpointSaver``/``CheckpointLoader``: find the newest checkpoint, keep a
+bounded number of them across resumes, and record the versions that wrote them."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
-__all__ = ["latest_checkpoint"]
+from ignite.engine import Engine, Events
+
+__all__ = ["latest_checkpoint", "KeepLatestCheckpoints", "VersionStamp", "versions"]
 
 _NUMBER = re.compile(r"=(\d+)\.pt$")
+
+
+def _numbered(folder: Path, pattern: str) -> list[tuple[int, Path]]:
+    return sorted((int(m.group(1)), p) for p in folder.glob(pattern) if (m := _NUMBER.search(p.name)))
 
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "*checkpoint_epoch=*.pt") -> str | None:
@@ -23,7 +31,56 @@ def latest_checkpoint(folder: str | os.PathLike, pattern: str = "*checkpoint_epo
         True
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.glob(pattern) if (m := _NUMBER.search(p.name))]
-    return str(max(found)[1]) if found else None
+    found = _numbered(folder, pattern) if folder.is_dir() else []
+    return str(found[-1][1]) if found else None
+
+
+class KeepLatestCheckpoints:
+    """After each epoch, delete all but the ``n_saved`` newest checkpoints matching ``pattern`` in ``save_dir``.
+
+    MONAI's ``CheckpointSaver`` bounds only the files written by its own process, so each resume would leave one more
+    behind; attach this after it.
+
+    Args:
+        save_dir: the saver's folder.
+        n_saved: checkpoints to keep. Defaults to 2.
+        pattern: the saver's file names. Defaults to ``"*checkpoint_epoch=*.pt"``.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike, n_saved: int = 2, pattern: str = "*checkpoint_epoch=*.pt") -> None:
+        self.save_dir, self.n_saved, self.pattern = Path(save_dir), n_saved, pattern
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        for _, path in _numbered(self.save_dir, self.pattern)[: -self.n_saved]:
+            path.unlink(missing_ok=True)
+
+
+def versions() -> dict[str, str]:
+    """The ``misr_monai``, MONAI and torch versions of this process."""
+    import monai
+    import torch
+
+    import misr_monai
+
+    return {"misr_monai": str(misr_monai.__version__), "monai": str(monai.__version__), "torch": str(torch.__version__)}
+
+
+class VersionStamp:
+    """An entry for a checkpoint's ``save_dict``/``load_dict`` that records :py:func:`versions` and, when a checkpoint
+    from other versions is loaded, says so in one warning line (the run continues)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, str] = {}
+
+    def state_dict(self) -> dict[str, str]:
+        return versions()
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self.loaded = dict(state)
+        now = versions()
+        changed = [f"{k} {state.get(k, '?')} (now {v})" for k, v in now.items() if state.get(k) != v]
+        if changed:
+            logging.getLogger("misr_monai").warning(f"checkpoint written by other versions: {', '.join(changed)}.")

@@ -1,0 +1,77 @@
+"""Every bundle's training, killed with SIGKILL and resumed, ends with the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from misr_monai.engines import VersionStamp, versions
+from tests.conftest import ROOT
+
+BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
+CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
+TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
+    "mri_slice_interpolation_residual_cnn": CNN,
+    "mri_slice_interpolation_residual_cnn_4slice": CNN,
+    "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8, "pretrained_generator": False},
+    "mri_slice_interpolation_fast_ddpm": {"network_def#channels": [8, 16, 16, 16],
+                                          "network_def#num_head_channels": [0, 0, 0, 8], "network_def#norm_num_groups": 8},
+}
+
+
+def _training(bundle: Path, data: Path, out: Path) -> subprocess.Popen:
+    overrides = {"dataset_dir": data / "data", "datalist_file": data / "datalist.json", "output_dir": out,
+                 "ckpt_dir": out, "max_epochs": 3, "epoch_length": 3, "val_interval": 1, "batch_size": 2,
+                 "cache_rate": 0.0, "num_workers": 0, "patch_size": [32, 32], **TINY.get(bundle.name, {})}
+    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
+    return subprocess.Popen(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(bundle / "configs" / "train.json"),
+         "--bundle_root", str(bundle), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_killed_training_resumes_to_the_same_weights(bundle, synthetic, tmp_path):
+    whole = _training(bundle, synthetic, tmp_path / "whole")
+    assert whole.wait(timeout=600) == 0, whole.stderr.read()[-3000:]
+
+    killed = _training(bundle, synthetic, tmp_path / "killed")
+    while not list((tmp_path / "killed").glob("checkpoint_epoch=1.pt")):
+        assert killed.poll() is None, killed.stderr.read()[-3000:]
+        time.sleep(0.01)
+    time.sleep(random.Random(bundle.name).uniform(0, 0.05))  # somewhere in epoch 2 (tiny epochs are quick)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    done = sorted(p.name for p in (tmp_path / "killed").glob("checkpoint_epoch=*.pt"))
+    assert "checkpoint_epoch=3.pt" not in done  # killed before the end
+    resumed = _training(bundle, synthetic, tmp_path / "killed")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+
+    a = torch.load(tmp_path / "whole" / "checkpoint_epoch=3.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint_epoch=3.pt", weights_only=True)
+    print(f"{bundle.name}: killed after {done}, resumed; final weights equal: ", end="")
+    for key in (k for k in a if "optimizer" not in k and k not in ("trainer", "versions", "lr_scheduler")):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    print("bitwise")
+    assert b["versions"] == versions()
+    assert sorted(p.name for p in (tmp_path / "killed").glob("checkpoint_epoch=*.pt")) == \
+        ["checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt"]  # bounded across the resume
+
+
+def test_version_stamp_warns_in_one_line(caplog):
+    stamp = VersionStamp()
+    with caplog.at_level(logging.WARNING, logger="misr_monai"):
+        stamp.load_state_dict(versions())
+        assert not caplog.records
+        stamp.load_state_dict({**versions(), "monai": "1.0.0"})
+    (record,) = caplog.records
+    assert record.getMessage() == f"checkpoint written by other versions: monai 1.0.0 (now {versions()['monai']})."
