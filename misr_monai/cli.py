@@ -168,6 +168,18 @@ def _curve(args) -> None:
     print(f"{args.out}: figure")
 
 
+def _zoo(args) -> None:
+    from misr_monai.zoo import export_bundle, verify_bundle
+
+    for bundle in args.bundles:
+        if args.action == "export":
+            for path in export_bundle(bundle):
+                print(f"{path}: written")
+        else:
+            for check, result in verify_bundle(bundle, args.schema):
+                print(f"{bundle}: {check}: {result}")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -249,6 +261,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", default="val_psnr", help="comma-separated scalar tags (default: val_psnr)")
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=_curve)
+
+    p = sub.add_parser("zoo", help="the Model Zoo's bundle checks (check), or regenerate models/model.ts and "
+                                   "large_files.yml after the weights or metadata change (export)")
+    p.add_argument("action", choices=("check", "export"))
+    p.add_argument("bundles", nargs="+", help="bundle folders")
+    p.add_argument("--schema", default=None, help="local copy of the metadata schema (default: download the one "
+                                                  "configs/metadata.json names)")
+    p.set_defaults(func=_zoo)
 
     p = sub.add_parser("benchmark", help="time, multiply-adds per second against a same-run matmul ceiling, and memory "
                                          "of each method on a synthetic volume")

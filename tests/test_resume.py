@@ -75,3 +75,25 @@ def test_version_stamp_warns_in_one_line(caplog):
         stamp.load_state_dict({**versions(), "monai": "1.0.0"})
     (record,) = caplog.records
     assert record.getMessage() == f"checkpoint written by other versions: monai 1.0.0 (now {versions()['monai']})."
+
+
+def test_checkpoint_saver_is_atomic(tmp_path, monkeypatch):
+    """A save that dies midway leaves the previous file whole (MONAI's own saver would leave it truncated)."""
+    from ignite.engine import Engine
+
+    from misr_monai.engines import AtomicCheckpointSaver
+
+    network = torch.nn.Linear(4, 4)
+    engine = Engine(lambda e, b: None)
+    AtomicCheckpointSaver(str(tmp_path), {"model": network}, save_final=True, final_filename="model.pt").attach(engine)
+    engine.run([0], max_epochs=1)
+    whole = (tmp_path / "model.pt").read_bytes()
+
+    def dies_midway(obj, f, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process is stopped while writing
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        engine.run([0], max_epochs=2)
+    assert (tmp_path / "model.pt").read_bytes() == whole and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

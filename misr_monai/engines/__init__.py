@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
-from .checkpoint import KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
+from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
 from .determinism import EpochSeedHandler
 from .timing import DataWaitHandler
 
-__all__ = ["BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
+__all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
            "PairedAdversarialTrainer", "VersionStamp", "adversarial_stats", "latest_checkpoint", "versions"]

@@ -1,6 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""Resumable training around MONAI's ``CheckpointSaver``/``CheckpointLoader``: find the newest checkpoint, keep a
-bounded number of them across resumes, and record the versions that wrote them."""
+"""Resumable training around MONAI's ``CheckpointSaver``/``CheckpointLoader``: write checkpoints atomically, find the
+newest one, keep a bounded number of them across resumes, and record the versions that wrote them."""
 
 from __future__ import annotations
 
@@ -10,14 +10,53 @@ import re
 from pathlib import Path
 
 from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
+from monai.handlers import CheckpointSaver
 
-__all__ = ["latest_checkpoint", "KeepLatestCheckpoints", "VersionStamp", "versions"]
+from misr_monai.io import atomic_write
+
+__all__ = ["AtomicCheckpointSaver", "latest_checkpoint", "KeepLatestCheckpoints", "VersionStamp", "versions"]
 
 _NUMBER = re.compile(r"=(\d+)\.pt$")
 
 
 def _numbered(folder: Path, pattern: str) -> list[tuple[int, Path]]:
-    return sorted((int(m.group(1)), p) for p in folder.glob(pattern) if (m := _NUMBER.search(p.name)))
+    found = (p for p in folder.glob(pattern) if not p.name.startswith("."))  # not a writer's temporary file
+    return sorted((int(m.group(1)), p) for p in found if (m := _NUMBER.search(p.name)))
+
+
+class _AtomicDiskSaver(DiskSaver):
+    """Ignite's ``DiskSaver`` through :py:func:`misr_monai.io.atomic_write`; a fixed file name (``model.pt``) is
+    replaced in one step, never deleted before its successor is whole."""
+
+    def __init__(self, dirname: str, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False)
+        self.filename = filename
+
+    def __call__(self, checkpoint, filename: str, metadata=None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            super().remove(filename)
+
+    def _save_func(self, checkpoint, path, func) -> None:
+        atomic_write(path, lambda tmp: func(checkpoint, tmp, **self.kwargs))
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` (same arguments), writing every file atomically.
+
+    MONAI's saver writes in place (``DiskSaver(atomic=False)``) and deletes the previous ``model.pt`` before writing
+    the next, so a run killed while saving leaves a truncated checkpoint that the next resume fails to load, or no
+    weights at all. Here each file is written to a temporary file and renamed over its predecessor.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, checkpoint.save_handler.filename)
 
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "*checkpoint_epoch=*.pt") -> str | None:

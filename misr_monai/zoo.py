@@ -1,0 +1,188 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""The MONAI Model Zoo's bundle checks (its ``ci/verify_bundle.py``), run offline, and the files a submission carries.
+
+``verify_bundle`` runs, in the Zoo's order: the bundle directory, version and changelog, ``verify_metadata`` against
+the schema the metadata names (from a local copy when given), ``verify_net_in_out``, and the TorchScript check:
+``ckpt_export`` of ``models/model.pt`` loads and gives the same output as the shipped ``models/model.ts``, whose
+embedded metadata equals ``configs/metadata.json``. ``export_bundle`` regenerates ``models/model.ts`` and
+``large_files.yml`` after the weights or the metadata change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from misr_monai.io import InputError, atomic_write
+
+__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "export_bundle", "large_files_yaml"]
+
+ZOO_FILE_LIMIT = 25 * 2**20
+"""The Zoo's limit on one file; larger files are listed in ``large_files.yml`` and downloaded."""
+
+NO_TORCHSCRIPT = {
+    "DiffusionModelUNet": "MONAI's attention block cannot be scripted (torch.jit cannot size its reshape), and "
+    "the 10-step sampler around the network is Python; the Zoo lists such bundles in exclude_verify_torchscript_list",
+}
+"""Networks without a TorchScript export, and why (``models/model.ts`` is then absent)."""
+
+URL_PLACEHOLDER = "https://github.com/OWNER/misr_monai/releases/download/VERSION/{bundle}_{name}"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """MONAI's bundle scripts log every argument at INFO; keep their warnings only."""
+    logger = logging.getLogger("monai.bundle.scripts")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _files(bundle: Path) -> dict[str, Path]:
+    return {"metadata": bundle / "configs" / "metadata.json", "inference": bundle / "configs" / "inference.json"}
+
+
+def _network_name(bundle: Path) -> str:
+    config = json.loads(_files(bundle)["inference"].read_text())
+    return str(config["network_def"]["_target_"]).rsplit(".", 1)[-1]
+
+
+def _forward_args(network: torch.nn.Module) -> dict:
+    """Extra inputs of ``forward`` beyond the image: a diffusion network's ``timesteps``."""
+    params = inspect.signature(network.forward).parameters
+    return {"timesteps": torch.zeros(1, dtype=torch.long)} if "timesteps" in params else {}
+
+
+def _network(bundle: Path) -> torch.nn.Module:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(_files(bundle)["inference"]))
+    parser["bundle_root"] = str(bundle)
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
+    return network.eval()
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def large_files_yaml(bundle: str | os.PathLike) -> str:
+    """``large_files.yml`` in the Zoo's format: each file of ``models/``, a URL placeholder and its sha256."""
+    import yaml
+
+    bundle = Path(bundle)
+    entries = [{"path": f"models/{p.name}", "url": URL_PLACEHOLDER.format(bundle=bundle.name, name=p.name),
+                "hash_val": _sha256(p), "hash_type": "sha256"} for p in sorted((bundle / "models").glob("model.*"))]
+    return yaml.safe_dump({"large_files": entries}, sort_keys=False)
+
+
+def export_bundle(bundle: str | os.PathLike) -> list[Path]:
+    """Regenerate ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
+
+    Returns:
+        the files written.
+    """
+    from monai.bundle import ckpt_export
+
+    bundle = Path(bundle)
+    files, written = _files(bundle), []
+    if _network_name(bundle) not in NO_TORCHSCRIPT:
+        def export(tmp):
+            ckpt_export(net_id="network_def", filepath=tmp, ckpt_file=str(bundle / "models" / "model.pt"),
+                        meta_file=str(files["metadata"]), config_file=str(files["inference"]), bundle_root=str(bundle))
+
+        with _quiet():
+            atomic_write(bundle / "models" / "model.ts", export)
+        written.append(bundle / "models" / "model.ts")
+    text = large_files_yaml(bundle)
+    atomic_write(bundle / "large_files.yml", lambda tmp: Path(tmp).write_text(text))
+    return [*written, bundle / "large_files.yml"]
+
+
+def _check_torchscript(bundle: Path, network: torch.nn.Module, metadata: dict) -> str:
+    from monai.bundle import ckpt_export
+    from monai.data import load_net_with_metadata
+
+    name = _network_name(bundle)
+    if name in NO_TORCHSCRIPT:
+        if (bundle / "models" / "model.ts").exists():
+            raise InputError(f"{bundle}: models/model.ts exists but {name} has no TorchScript export.")
+        return f"skipped: {NO_TORCHSCRIPT[name]}"
+    files = _files(bundle)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt_export(net_id="network_def", filepath=f"{tmp}/verify_model.ts", ckpt_file=str(bundle / "models" / "model.pt"),
+                    meta_file=str(files["metadata"]), config_file=str(files["inference"]), bundle_root=str(bundle))
+        exported, _, _ = load_net_with_metadata(f"{tmp}/verify_model.ts")
+    if not (bundle / "models" / "model.ts").is_file():
+        raise InputError(f"{bundle}: no models/model.ts; run `misr zoo export {bundle}`.")
+    shipped, embedded, _ = load_net_with_metadata(str(bundle / "models" / "model.ts"))
+    stale = sorted(k for k, v in metadata.items() if embedded.get(k) != v)
+    if stale:
+        raise InputError(f"{bundle}: models/model.ts embeds other metadata ({', '.join(stale)}); run `misr zoo export {bundle}`.")
+    torch.manual_seed(0)
+    x = torch.rand(1, metadata["network_data_format"]["inputs"]["image"]["num_channels"], 32, 32)
+    with torch.no_grad():
+        reference, from_export, from_shipped = network(x), exported(x), shipped(x)
+    if not (torch.allclose(reference, from_export, atol=1e-5) and torch.allclose(reference, from_shipped, atol=1e-5)):
+        raise InputError(f"{bundle}: models/model.ts does not compute what models/model.pt does; run `misr zoo export {bundle}`.")
+    return "ckpt_export of model.pt and the shipped model.ts load, agree with model.pt, embed configs/metadata.json"
+
+
+def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """Run the Zoo's bundle checks on ``bundle``; ``schema`` is a local copy of the metadata schema (else downloaded).
+
+    Returns:
+        ``[(check, result), ...]`` in the Zoo's order.
+
+    Raises:
+        InputError: the first failed check, in one line naming it.
+    """
+    from monai.bundle import verify_metadata, verify_net_in_out
+
+    bundle = Path(bundle)
+    files, results = _files(bundle), []
+    for required in ("LICENSE", "configs/metadata.json", "configs/inference.json", "docs/README.md", "models/model.pt"):
+        if not (bundle / required).is_file():
+            raise InputError(f"{bundle}: directory check failed: no {required}.")
+    big = [p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.stat().st_size > ZOO_FILE_LIMIT]
+    if big:
+        raise InputError(f"{bundle}: files over the Zoo's 25 MB limit: {', '.join(big)}.")
+    results.append(("directory", "LICENSE, configs/metadata.json, configs/inference.json, docs/README.md, models/model.pt; no file over 25 MB"))
+    metadata = json.loads(files["metadata"].read_text())
+    if metadata.get("version") not in metadata.get("changelog", {}):
+        raise InputError(f"{bundle}: version {metadata.get('version')!r} is not in the changelog of configs/metadata.json.")
+    results.append(("version and changelog", f"version {metadata['version']} is in the changelog"))
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        try:
+            verify_metadata(meta_file=str(files["metadata"]), filepath=str(schema or Path(tmp) / "schema.json"))
+        except ValueError as err:
+            raise InputError(f"{bundle}: verify_metadata: {' '.join(str(err).split())}") from None
+    results.append(("verify_metadata", f"valid against {Path(metadata['schema']).name}" + (f" (copy: {schema})" if schema else "")))
+    network = _network(bundle)
+    with _quiet():
+        try:
+            verify_net_in_out(net_id="network_def", meta_file=str(files["metadata"]), config_file=str(files["inference"]),
+                              bundle_root=str(bundle), device="cpu", extra_forward_args=_forward_args(network))
+        except (ValueError, RuntimeError) as err:
+            raise InputError(f"{bundle}: verify_net_in_out: {' '.join(str(err).split())}") from None
+        results.append(("verify_net_in_out", "channels and dtype of network_def match network_data_format"))
+        results.append(("torchscript", _check_torchscript(bundle, network, metadata)))
+    large = bundle / "large_files.yml"
+    if not large.is_file() or large.read_text() != large_files_yaml(bundle):
+        raise InputError(f"{bundle}: large_files.yml is missing or does not hash the current models/; run `misr zoo export {bundle}`.")
+    results.append(("large_files.yml", "lists every file of models/ with its sha256"))
+    return results

@@ -1,0 +1,68 @@
+"""The Model Zoo's bundle checks, offline, on every folder of ``bundles/``; and that they catch what they should."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from misr_monai.io import InputError
+from misr_monai.zoo import export_bundle, verify_bundle
+from tests.conftest import ROOT
+
+SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
+BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+CHECKS = ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript", "large_files.yml"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+def test_bundle_passes_the_zoo_checks(bundle):
+    results = verify_bundle(bundle, SCHEMA)
+    assert [check for check, _ in results] == CHECKS
+    print("\n".join(f"{bundle.name}: {check}: {result}" for check, result in results))
+
+
+@pytest.fixture
+def copy(tmp_path):
+    bundle = tmp_path / "residual_cnn"
+    shutil.copytree(ROOT / "bundles" / "mri_slice_interpolation_residual_cnn", bundle,
+                    ignore=shutil.ignore_patterns("runs", "eval"))
+    return bundle
+
+
+def _edit_metadata(bundle: Path, **changes) -> None:
+    path = bundle / "configs" / "metadata.json"
+    metadata = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in metadata.items() if v is not None}, indent=4) + "\n")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"authors": None}, "verify_metadata: 'authors' is a required property"),
+    ({"version": "9.9.9"}, "version '9.9.9' is not in the changelog"),
+    ({"eval_metrics": {"psnr": 1.0}}, "models/model.ts embeds other metadata (eval_metrics)"),
+])
+def test_zoo_checks_catch_bad_metadata(copy, change, message):
+    _edit_metadata(copy, **change)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        verify_bundle(copy, SCHEMA)
+
+
+def test_zoo_checks_catch_stale_weights_and_export_mends_them(copy):
+    state = torch.load(copy / "models" / "model.pt", weights_only=True)
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, copy / "models" / "model.pt")
+    with pytest.raises(InputError, match="model.ts does not compute what models/model.pt does"):
+        verify_bundle(copy, SCHEMA)
+    assert export_bundle(copy) == [copy / "models" / "model.ts", copy / "large_files.yml"]
+    assert [check for check, _ in verify_bundle(copy, SCHEMA)] == CHECKS
+
+
+def test_zoo_checks_catch_wrong_channels(copy):
+    path = copy / "configs" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["network_data_format"]["outputs"]["pred"]["num_channels"] = 2
+    path.write_text(json.dumps(metadata, indent=4) + "\n")
+    with pytest.raises(InputError, match="verify_net_in_out: output channel number `1` doesn't match: `2`"):
+        verify_bundle(copy, SCHEMA)
