@@ -35,12 +35,15 @@ def _make_folder(path) -> Path:
 
 
 def _upsample(args) -> None:
-    from misr_monai.inference import load_predictor, upsample_file, upsample_folder
+    from misr_monai.inference import SliceInterpolationInferer, load_predictor, upsample_file
 
     predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
                              args.precision)
     if Path(args.input).is_dir():
-        written = upsample_folder(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
+        from misr_monai.engines import UpsampleEvaluator, volume_dataset
+
+        written = UpsampleEvaluator(volume_dataset(args.input), args.output, predict, SliceInterpolationInferer(args.factor),
+                                    args.axis, args.overwrite, args.samples > 1).run()
         print(f"{args.output}: {len(written)} volumes ({args.model})")
         return
     info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)

@@ -90,7 +90,7 @@ def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: floa
 
 def write_datalist(datalist: dict, path: str | os.PathLike) -> None:
     """Write a datalist as indented JSON, atomically."""
-    text = json.dumps(datalist, indent=2) + "\n"
+    text = json.dumps(datalist, indent=4) + "\n"  # as the Model Zoo's pre-commit hooks format JSON
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ignite.engine import Engine
+from monai.data import Dataset
 
 from misr_monai.datalist import load_split
 from misr_monai.inference import SlicePredictor, check_slice_axis, upsample_array
@@ -17,7 +19,7 @@ from misr_monai.io import InputError, atomic_write, load_volume, print_error
 from misr_monai.metrics import METRICS, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
+__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
                    "edge_ratio", "tp_ratio", "gain_db", "seconds")
@@ -44,6 +46,89 @@ def _dataset_of(entry: dict, default: str) -> str:
     return entry.get("dataset") or (image.parts[0] if len(image.parts) > 1 else default)
 
 
+def protocol_dataset(datalists: list[str | os.PathLike], split: str, dataset_dir: str | os.PathLike) -> Dataset:
+    """The volumes of one split of each datalist, as a MONAI ``Dataset`` of ``{"image": path, "volume": its datalist
+    path, "dataset": its dataset name}`` (and ``"axis"`` where the datalist gives one)."""
+    return Dataset([{**e, "image": str(Path(dataset_dir) / e["image"]), "volume": e["image"],
+                     "dataset": _dataset_of(e, Path(dl).stem)} for dl in datalists for e in load_split(dl, split)])
+
+
+class ProtocolEvaluator(Engine):
+    """An Ignite engine that runs the evaluation protocol on each volume of ``dataset``: the bundles' ``evaluator``
+    in ``evaluate.json``.
+
+    Each iteration reconstructs the odd slices of one volume from its even ones with every predictor and scores them
+    (:py:func:`evaluate_volume`); ``engine.state.output`` is that volume's rows. :py:meth:`run` then writes
+    ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice and a reformat PNG per volume to
+    ``output_dir``. A bad volume is said in one line on stderr and left out; the others are evaluated, and an
+    :py:class:`InputError` naming the bad ones is raised at the end. If the run stops on any other error or an
+    interruption, the figures it wrote are removed.
+
+    Args:
+        dataset: items of :py:func:`protocol_dataset`.
+        predictors: method name -> slice predictor.
+        output_dir: folder for tables and figures, or None for none. Defaults to None.
+        figures: also draw figures. Defaults to True.
+        progress: show a progress bar. Defaults to True.
+    """
+
+    def __init__(self, dataset, predictors: dict[str, SlicePredictor], output_dir: str | os.PathLike | None = None,
+                 figures: bool = True, progress: bool = True) -> None:
+        super().__init__(self._iteration)
+        self.dataset, self.predictors, self.figures = dataset, predictors, figures
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.rows: list[dict] = []
+        self.failed: list[str] = []
+        self.written: list[Path] = []
+        if progress:
+            from ignite.handlers import ProgressBar
+
+            ProgressBar(persist=True, desc="evaluate").attach(self)
+
+    def _iteration(self, engine: Engine, item: dict) -> list[dict]:
+        path = Path(item["image"])
+        try:
+            truth, img = load_volume(path)
+            axis = item.get("axis", find_slice_axis(img.affine))
+            check_slice_axis(path, truth.shape, axis)
+        except InputError as err:
+            print_error(err)
+            self.failed.append(item["volume"])
+            return []
+        scores, reconstructions = evaluate_volume(truth, axis, self.predictors)
+        rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
+                for m, s in scores.items()]
+        self.rows += rows
+        if self.figures and self.output_dir is not None:
+            from misr_monai.figures import comparison_figure
+
+            crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
+            stem = item["volume"].replace("/", "_").split(".nii")[0]
+            for plane in ("slice", "reformat"):
+                self.written.append(self.output_dir / f"{stem}_{plane}.png")
+                comparison_figure(crop, reconstructions, axis, img.affine, self.written[-1], item["volume"], plane)
+        return rows
+
+    def run(self) -> tuple[list[dict], list[dict]]:  # type: ignore[override]
+        """Evaluate every volume and write the tables; return ``(per_volume_rows, summary_rows)``."""
+        self.rows, self.failed, self.written = [], [], []
+        try:
+            super().run([self.dataset[i] for i in range(len(self.dataset))], max_epochs=1)
+        except BaseException:
+            for path in self.written:
+                path.unlink(missing_ok=True)
+            raise
+        summary = summarize(self.rows)
+        if self.output_dir is not None:
+            columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")
+            for name, table, cols in (("per_volume", self.rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
+                write_table(table, cols, self.output_dir / f"{name}.csv")
+                write_table(table, cols, self.output_dir / f"{name}.md")
+        if self.failed:
+            raise InputError(f"{len(self.failed)} volumes failed and were left out of the tables: {', '.join(self.failed)}.")
+        return self.rows, summary
+
+
 def evaluate(
     datalists: list[str | os.PathLike],
     split: str,
@@ -53,63 +138,16 @@ def evaluate(
     figures: bool = True,
     progress: bool = True,
 ) -> tuple[list[dict], list[dict]]:
-    """Run the protocol on one split of each datalist; write tables (and figures) to ``out_dir`` when given.
-
-    A bad volume is reported in one line on stderr and skipped; the tables hold the others, and an
-    :py:class:`InputError` listing the bad ones is raised at the end. If the run stops on any other error or an
-    interruption, the figures already written by this call are removed.
+    """Run the protocol on one split of each datalist (:py:class:`ProtocolEvaluator`); write tables (and figures) to
+    ``out_dir`` when given.
 
     Returns:
         ``(per_volume_rows, summary_rows)``.
+
+    Raises:
+        InputError: a missing datalist or split, or volumes that failed (each said in its line; the rest evaluated).
     """
-    written: list[Path] = []
-    try:
-        rows, summary, failed = _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    if failed:
-        raise InputError(f"{len(failed)} volumes failed and were left out of the tables: {', '.join(failed)}.")
-    return rows, summary
-
-
-def _evaluate(datalists, split, predictors, dataset_dir, out_dir, figures, progress, written):
-    entries = [(Path(dl).stem, e) for dl in datalists for e in load_split(dl, split)]
-    if progress:
-        from tqdm import tqdm
-
-        entries = tqdm(entries, desc=f"evaluate {split}", unit="volume")
-    rows, failed = [], []
-    for default, entry in entries:
-        path = Path(dataset_dir) / entry["image"]
-        try:
-            truth, img = load_volume(path)
-            axis = entry.get("axis", find_slice_axis(img.affine))
-            check_slice_axis(path, truth.shape, axis)
-        except InputError as err:
-            print_error(err)
-            failed.append(entry["image"])
-            continue
-        scores, reconstructions = evaluate_volume(truth, axis, predictors)
-        volume = entry["image"]
-        dataset = _dataset_of(entry, default)
-        rows += [{"dataset": dataset, "volume": volume, "method": m, "axis": axis, **s} for m, s in scores.items()]
-        if figures and out_dir is not None:
-            from misr_monai.figures import comparison_figure
-
-            crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
-            stem = volume.replace("/", "_").split(".nii")[0]
-            for plane in ("slice", "reformat"):
-                written.append(Path(out_dir) / f"{stem}_{plane}.png")
-                comparison_figure(crop, reconstructions, axis, img.affine, written[-1], volume, plane)
-    summary = summarize(rows)
-    if out_dir is not None:
-        columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")
-        for name, table, cols in (("per_volume", rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
-            write_table(table, cols, Path(out_dir) / f"{name}.csv")
-            write_table(table, cols, Path(out_dir) / f"{name}.md")
-    return rows, summary, failed
+    return ProtocolEvaluator(protocol_dataset(datalists, split, dataset_dir), predictors, out_dir, figures, progress).run()
 
 
 def summarize(rows: list[dict]) -> list[dict]:

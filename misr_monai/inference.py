@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.inferers import Inferer
 from scipy.interpolate import CubicSpline
 
-from misr_monai.io import InputError, check_output_path, load_volume, print_error, save_volume
+from misr_monai.io import InputError, check_output_path, load_volume, save_volume
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, reflect_index, voxel_spacing
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "load_network",
     "bundle_folder",
     "load_predictor",
-    "upsample_folder",
+    "SliceInterpolationInferer",
 ]
 
 SlicePredictor = Callable[[np.ndarray], np.ndarray]
@@ -224,6 +225,29 @@ def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: 
     return np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis)
 
 
+class SliceInterpolationInferer(Inferer):
+    """MONAI ``Inferer`` of through-plane upsampling: ``inferer(volume, network, axis)`` applies
+    :py:func:`upsample_array` ``log2(factor)`` times along ``axis``, ``network`` (a slice predictor) filling each gap.
+
+    Args:
+        factor: 2, 4, 8...: the slice spacing is divided by it. Defaults to 2.
+
+    Raises:
+        InputError: ``factor`` is not a power of two.
+    """
+
+    def __init__(self, factor: int = 2) -> None:
+        if factor < 2 or factor & (factor - 1):
+            raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
+        self.factor = factor
+
+    def __call__(self, inputs: np.ndarray, network: SlicePredictor, axis: int) -> np.ndarray:  # type: ignore[override]
+        result = inputs
+        for _ in range(int(math.log2(self.factor))):
+            result = upsample_array(result, axis, network)
+        return result
+
+
 def upsampled_affine(affine: np.ndarray, axis: int, factor: int = 2) -> np.ndarray:
     """The affine of a volume upsampled ``factor`` times along ``axis``: that column divided, the origin unchanged."""
     affine = np.array(affine, dtype=np.float64)
@@ -293,8 +317,7 @@ def upsample_file(
     Raises:
         InputError: bad input file, axis, factor or output path (nothing is written).
     """
-    if factor < 2 or factor & (factor - 1):
-        raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
+    inferer = SliceInterpolationInferer(factor)
     if std and (factor != 2 or not hasattr(predict, "predict_with_std")):
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
     check_output_path(output_path, overwrite)
@@ -310,9 +333,7 @@ def upsample_file(
         save_volume(std_path(output_path), spread.astype(np.float32), affine, img, overwrite)
         summary["std_output"] = str(std_path(output_path))
     else:
-        result = data
-        for _ in range(int(math.log2(factor))):
-            result = upsample_array(result, axis, predict)
+        result = inferer(data, predict, axis)
     result = _cast_like(result, data.dtype)
     np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)  # exact where floats cannot hold int64
     save_volume(output_path, result, affine, img, overwrite)
@@ -336,26 +357,54 @@ BUNDLES = {
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
 
 
-def load_network(network: torch.nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a state dict saved by the bundle's ``CheckpointSaver`` into ``network`` and move it to ``device``.
-
-    The file is read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a file that would
-    need an unrestricted unpickle (which can run code) is refused.
+def read_weights(checkpoint: str | os.PathLike) -> dict:
+    """A state dict read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a file that
+    would need an unrestricted unpickle (which can run code) is refused.
 
     Raises:
-        InputError: an unreadable or unsafe file, or weights that do not fit ``network``.
+        InputError: a missing, unreadable or unsafe file.
     """
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise InputError(f"{checkpoint}: not a plain weights file; refused to unpickle it, as that could run code.") from None
     except (OSError, RuntimeError, EOFError) as err:
         raise InputError(f"{checkpoint}: unreadable weights ({type(err).__name__}: {err}).") from None
+
+
+def _load_state(network: torch.nn.Module, state: dict, checkpoint, load=None) -> torch.nn.Module:
     try:
-        network.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:
+        (load or torch.nn.Module.load_state_dict)(network, state)
+    except (RuntimeError, TypeError, AttributeError, ValueError) as err:
         raise InputError(f"{checkpoint}: the weights do not fit the network ({str(err).splitlines()[0]})") from None
-    return network.to(device).eval()
+    return network
+
+
+def load_network(network: torch.nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Load a state dict saved by the bundle's ``CheckpointSaver`` (:py:func:`read_weights`) into ``network``, move
+    it to ``device`` and set it to eval mode.
+
+    Raises:
+        InputError: an unreadable or unsafe file, or weights that do not fit ``network``.
+    """
+    return _load_state(network, read_weights(checkpoint), checkpoint).to(device).eval()
+
+
+def load_pretrained(network: torch.nn.Module, checkpoint: str | os.PathLike | None, load=None) -> torch.nn.Module:
+    """Start training from the weights at ``checkpoint`` (the bundles' ``pretrained``); ``""`` or None: from scratch.
+
+    Args:
+        network: the network to train, changed in place.
+        checkpoint: a state dict file (:py:func:`read_weights`), or ``""``/None.
+        load: ``load(network, state_dict)``; defaults to ``load_state_dict`` (strict). The SRGAN passes
+            ``warm_start`` to start its deeper generator from the residual CNN.
+
+    Raises:
+        InputError: an unreadable or unsafe file, or weights that do not fit ``network``.
+    """
+    if not checkpoint:
+        return network
+    return _load_state(network, read_weights(checkpoint), checkpoint, load)
 
 
 def bundle_folder(method: str) -> Path | None:
@@ -400,43 +449,3 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     predictor = parser.get_parsed_content("predictor")
     predictor.progress = progress
     return predictor
-
-
-def upsample_folder(
-    input_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
-    predict: SlicePredictor,
-    axis: int | None = None,
-    factor: int = 2,
-    overwrite: bool = False,
-    std: bool = False,
-) -> list[Path]:
-    """:py:func:`upsample_file` on every ``.nii``/``.nii.gz`` in ``input_dir`` (hidden files aside), written under
-    the same names.
-
-    Bad files are reported one line each on stderr and skipped; an :py:class:`InputError` listing them is raised at
-    the end.
-
-    Returns:
-        the files written.
-    """
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not input_dir.is_dir():
-        raise InputError(f"{input_dir}: input folder not found.")
-    if input_dir.resolve() == output_dir.resolve():
-        raise InputError(f"{output_dir}: the output folder must differ from the input folder (inputs are never modified).")
-    files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
-    if not files:
-        raise InputError(f"{input_dir}: no .nii or .nii.gz files.")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written, failed = [], []
-    for path in files:
-        try:
-            upsample_file(path, output_dir / path.name, predict, axis, factor, overwrite, std)
-            written.append(output_dir / path.name)
-        except InputError as err:
-            print_error(err)
-            failed.append(path.name)
-    if failed:
-        raise InputError(f"{input_dir}: {len(failed)} of {len(files)} files failed: {', '.join(failed)}.")
-    return written

@@ -23,10 +23,22 @@ import torch
 
 from misr_monai.io import InputError, atomic_write
 
-__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "export_bundle", "large_files_yaml"]
+__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml"]
 
 ZOO_FILE_LIMIT = 25 * 2**20
 """The Zoo's limit on one file; larger files are listed in ``large_files.yml`` and downloaded."""
+
+PRE_COMMIT_LIMIT = 2**20
+"""The Zoo's pre-commit ``check-added-large-files --maxkb=1024``: a submission leaves bigger files to ``large_files.yml``."""
+
+TEXT_SUFFIXES = (".json", ".md", ".yml", ".yaml", ".conf", ".txt")
+
+OUTPUT_FOLDERS = ("runs", "eval", "input")
+"""What the bundles' configs write or read by default (training runs, results, inputs): not part of the bundle."""
+
+
+def _bundle_files(bundle: Path) -> list[Path]:
+    return sorted(p for p in bundle.rglob("*") if p.is_file() and p.relative_to(bundle).parts[0] not in OUTPUT_FOLDERS)
 
 NO_TORCHSCRIPT = {
     "DiffusionModelUNet": "MONAI's attention block cannot be scripted (torch.jit cannot size its reshape), and "
@@ -90,6 +102,12 @@ def large_files_yaml(bundle: str | os.PathLike) -> str:
     return yaml.safe_dump({"large_files": entries}, sort_keys=False)
 
 
+def _hashes(text: str) -> dict[str, str]:
+    import yaml
+
+    return {e["path"]: e.get("hash_val") for e in yaml.safe_load(text)["large_files"]}
+
+
 def export_bundle(bundle: str | os.PathLike) -> list[Path]:
     """Regenerate ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
 
@@ -142,6 +160,31 @@ def _check_torchscript(bundle: Path, network: torch.nn.Module, metadata: dict) -
     return "ckpt_export of model.pt and the shipped model.ts load, agree with model.pt, embed configs/metadata.json"
 
 
+def check_formatting(bundle: str | os.PathLike) -> str:
+    """What the Zoo's pre-commit hooks check: JSON as ``pretty-format-json --indent=4 --no-sort-keys`` writes it,
+    a final newline and no trailing whitespace in text files, and files over 1 MB listed in ``large_files.yml``.
+
+    Raises:
+        InputError: the first file that the hooks would reject or rewrite.
+    """
+    import yaml
+
+    bundle = Path(bundle)
+    for path in (p for p in _bundle_files(bundle) if p.suffix in TEXT_SUFFIXES):
+        text, name = path.read_text(), path.relative_to(bundle).as_posix()
+        if path.suffix == ".json" and text != json.dumps(json.loads(text), indent=4) + "\n":
+            raise InputError(f"{bundle}: {name} is not formatted as JSON with 4-space indents and a final newline.")
+        if not text.endswith("\n") or text.endswith("\n\n") or any(line != line.rstrip() for line in text.splitlines()):
+            raise InputError(f"{bundle}: {name} has trailing whitespace or no single final newline.")
+    large = bundle / "large_files.yml"
+    listed = {e["path"] for e in yaml.safe_load(large.read_text())["large_files"]} if large.is_file() else set()
+    big = [p.relative_to(bundle).as_posix() for p in _bundle_files(bundle) if p.stat().st_size > PRE_COMMIT_LIMIT]
+    unlisted = [name for name in big if name not in listed]
+    if unlisted:
+        raise InputError(f"{bundle}: files over 1 MB not in large_files.yml: {', '.join(unlisted)}.")
+    return f"JSON indented by 4, final newlines, no trailing whitespace; files over 1 MB ({', '.join(big) or 'none'}) in large_files.yml"
+
+
 def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = None) -> list[tuple[str, str]]:
     """Run the Zoo's bundle checks on ``bundle``; ``schema`` is a local copy of the metadata schema (else downloaded).
 
@@ -158,7 +201,7 @@ def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = 
     for required in ("LICENSE", "configs/metadata.json", "configs/inference.json", "docs/README.md", "models/model.pt"):
         if not (bundle / required).is_file():
             raise InputError(f"{bundle}: directory check failed: no {required}.")
-    big = [p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file() and p.stat().st_size > ZOO_FILE_LIMIT]
+    big = [p.relative_to(bundle).as_posix() for p in _bundle_files(bundle) if p.stat().st_size > ZOO_FILE_LIMIT]
     if big:
         raise InputError(f"{bundle}: files over the Zoo's 25 MB limit: {', '.join(big)}.")
     results.append(("directory", "LICENSE, configs/metadata.json, configs/inference.json, docs/README.md, models/model.pt; no file over 25 MB"))
@@ -182,7 +225,8 @@ def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = 
         results.append(("verify_net_in_out", "channels and dtype of network_def match network_data_format"))
         results.append(("torchscript", _check_torchscript(bundle, network, metadata)))
     large = bundle / "large_files.yml"
-    if not large.is_file() or large.read_text() != large_files_yaml(bundle):
+    if not large.is_file() or _hashes(large.read_text()) != _hashes(large_files_yaml(bundle)):
         raise InputError(f"{bundle}: large_files.yml is missing or does not hash the current models/; run `misr zoo export {bundle}`.")
     results.append(("large_files.yml", "lists every file of models/ with its sha256"))
+    results.append(("pre-commit", check_formatting(bundle)))
     return results

@@ -81,7 +81,7 @@ def bundle_workflow(bundle: Path, overrides: dict):
         logging_file=str(bundle / "configs" / "logging.conf"),
         workflow_type="train",
         run_id="training",
-        **overrides,
+        **{"bundle_root": str(bundle), **overrides},
     )
     workflow.initialize()
     return workflow
@@ -90,7 +90,7 @@ def bundle_workflow(bundle: Path, overrides: dict):
 def run_two_process_training(bundle: Path, overrides: dict, port: int) -> subprocess.CompletedProcess:
     """``torchrun --nproc_per_node=2`` of the bundle's train + multi_gpu_train configs (gloo on CPU)."""
     configs = f"['{bundle / 'configs' / 'train.json'}','{bundle / 'configs' / 'multi_gpu_train.json'}']"
-    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
+    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in {"bundle_root": bundle, **overrides}.items()]
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
          "monai.bundle", "run", "training", "--config_file", configs, *args],

@@ -27,6 +27,7 @@ TINY = {"network_def#channels": [8, 16, 16, 16], "network_def#num_head_channels"
 def _overrides(root: Path, out: Path, **extra) -> dict:
     return {
         "dataset_dir": str(root / "data"),
+        "pretrained": "",
         "datalist_file": str(root / "datalist.json"),
         "output_dir": str(out),
         "ckpt_dir": str(out),

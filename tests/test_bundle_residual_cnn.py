@@ -23,6 +23,7 @@ TINY = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 def _train_overrides(root: Path, out: Path, **extra) -> dict:
     return {
         "dataset_dir": str(root / "data"),
+        "pretrained": "",
         "datalist_file": str(root / "datalist.json"),
         "output_dir": str(out),
         "ckpt_dir": str(out),

@@ -44,7 +44,7 @@ def _overrides(root: Path, out: Path, cnn: Path, **extra) -> dict:
         "datalist_file": str(root / "datalist.json"),
         "output_dir": str(out),
         "ckpt_dir": str(out),
-        "pretrained_generator": str(cnn),
+        "pretrained": str(cnn),
         "max_epochs": 1,
         "epoch_length": 2,
         "val_interval": 1,

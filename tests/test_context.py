@@ -81,6 +81,7 @@ def test_one_training_iteration_of_the_bundle(synthetic, tmp_path):
         "dataset_dir": str(synthetic / "data"), "datalist_file": str(synthetic / "datalist.json"),
         "output_dir": str(tmp_path), "ckpt_dir": str(tmp_path), "max_epochs": 1, "epoch_length": 1, "val_interval": 1,
         "cache_rate": 0.0, "patch_size": [32, 32], "network_def#channels": 8, "network_def#num_res_blocks": 1,
+        "pretrained": "",
     })
     workflow.run()
     trainer = workflow.parser.get_parsed_content("train#trainer")

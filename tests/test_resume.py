@@ -22,7 +22,7 @@ CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
     "mri_slice_interpolation_residual_cnn": CNN,
     "mri_slice_interpolation_residual_cnn_4slice": CNN,
-    "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8, "pretrained_generator": False},
+    "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8},
     "mri_slice_interpolation_fast_ddpm": {"network_def#channels": [8, 16, 16, 16],
                                           "network_def#num_head_channels": [0, 0, 0, 8], "network_def#norm_num_groups": 8},
 }
@@ -31,7 +31,8 @@ TINY = {  # small networks for the known bundles; a new bundle is trained as it 
 def _training(bundle: Path, data: Path, out: Path) -> subprocess.Popen:
     overrides = {"dataset_dir": data / "data", "datalist_file": data / "datalist.json", "output_dir": out,
                  "ckpt_dir": out, "max_epochs": 3, "epoch_length": 3, "val_interval": 1, "batch_size": 2,
-                 "cache_rate": 0.0, "num_workers": 0, "patch_size": [32, 32], **TINY.get(bundle.name, {})}
+                 "cache_rate": 0.0, "num_workers": 0, "patch_size": [32, 32], "pretrained": False,
+                 **TINY.get(bundle.name, {})}
     args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
     return subprocess.Popen(
         [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(bundle / "configs" / "train.json"),

@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 
 SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
 BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
-CHECKS = ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript", "large_files.yml"]
+CHECKS = ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript", "large_files.yml",
+          "pre-commit"]
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
@@ -65,4 +66,11 @@ def test_zoo_checks_catch_wrong_channels(copy):
     metadata["network_data_format"]["outputs"]["pred"]["num_channels"] = 2
     path.write_text(json.dumps(metadata, indent=4) + "\n")
     with pytest.raises(InputError, match="verify_net_in_out: output channel number `1` doesn't match: `2`"):
+        verify_bundle(copy, SCHEMA)
+
+
+def test_zoo_checks_catch_what_pre_commit_rejects(copy):
+    datalist = copy / "configs" / "datalist.json"
+    datalist.write_text(json.dumps(json.loads(datalist.read_text()), indent=2))  # as misr datalist wrote it before
+    with pytest.raises(InputError, match="configs/datalist.json is not formatted as JSON with 4-space indents"):
         verify_bundle(copy, SCHEMA)

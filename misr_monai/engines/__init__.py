@@ -5,6 +5,8 @@ from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrain
 from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
 from .determinism import EpochSeedHandler
 from .timing import DataWaitHandler
+from .upsampling import UpsampleEvaluator, volume_dataset
 
 __all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
-           "PairedAdversarialTrainer", "VersionStamp", "adversarial_stats", "latest_checkpoint", "versions"]
+           "PairedAdversarialTrainer", "UpsampleEvaluator", "VersionStamp", "adversarial_stats", "latest_checkpoint",
+           "versions", "volume_dataset"]

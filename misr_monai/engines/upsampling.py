@@ -1,0 +1,98 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Through-plane upsampling of a folder of volumes as an Ignite engine: the bundles' ``evaluator``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ignite.engine import Engine
+from monai.data import Dataset
+
+from misr_monai.inference import SliceInterpolationInferer, SlicePredictor, upsample_file
+from misr_monai.io import InputError, print_error
+
+__all__ = ["volume_dataset", "UpsampleEvaluator"]
+
+
+def volume_dataset(input_dir: str | os.PathLike) -> Dataset:
+    """A MONAI ``Dataset`` of ``{"image": path}`` for every ``.nii``/``.nii.gz`` of ``input_dir`` (hidden files aside).
+
+    Raises:
+        InputError: no such folder, or no NIfTI file in it.
+    """
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input folder not found.")
+    files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"{input_dir}: no .nii or .nii.gz files.")
+    return Dataset([{"image": str(p)} for p in files])
+
+
+class UpsampleEvaluator(Engine):
+    """An Ignite engine that upsamples each volume of ``dataset`` into ``output_dir``, under the same file name.
+
+    One iteration per ``{"image": path}`` item: :py:func:`misr_monai.inference.upsample_file` reads the volume, finds
+    its slice axis, runs ``inferer`` with ``network`` (a slice predictor) and writes the result atomically;
+    ``engine.state.output`` is its summary. A bad file is said in one line on stderr and skipped; :py:meth:`run`
+    raises an :py:class:`InputError` naming the bad files once the others are done. Inputs are only read.
+
+    Args:
+        dataset: ``{"image": path}`` items (:py:func:`volume_dataset`).
+        output_dir: folder for the results; created if missing; must not hold an input.
+        network: the slice predictor (the bundle's ``predictor``).
+        inferer: a :py:class:`SliceInterpolationInferer` (its ``factor``).
+        axis: the slice axis, or None to find it from each affine. Defaults to None.
+        overwrite: replace existing outputs. Defaults to False.
+        std: also write a sampling model's per-voxel standard deviation (``OUT_std.nii.gz``). Defaults to False.
+        val_handlers: handlers with ``attach(engine)``, as MONAI's evaluators take. Defaults to None.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        output_dir: str | os.PathLike,
+        network: SlicePredictor,
+        inferer: SliceInterpolationInferer,
+        axis: int | None = None,
+        overwrite: bool = False,
+        std: bool = False,
+        val_handlers: list | None = None,
+    ) -> None:
+        super().__init__(self._iteration)
+        self.dataset, self.output_dir, self.network, self.inferer = dataset, Path(output_dir), network, inferer
+        self.axis, self.overwrite, self.std = axis, overwrite, std
+        self.written: list[Path] = []
+        self.failed: list[str] = []
+        for handler in val_handlers or []:
+            handler.attach(self)
+
+    def _iteration(self, engine: Engine, item: dict) -> dict:
+        path = Path(item["image"])
+        try:
+            summary = upsample_file(path, self.output_dir / path.name, self.network, self.axis, self.inferer.factor,
+                                    self.overwrite, self.std)
+        except InputError as err:
+            print_error(err)
+            self.failed.append(path.name)
+            return {}
+        self.written.append(self.output_dir / path.name)
+        return summary
+
+    def run(self) -> list[Path]:  # type: ignore[override]
+        """Upsample every volume; return the files written.
+
+        Raises:
+            InputError: the output folder holds an input, or some files failed (each already said in its line).
+        """
+        folders = {Path(item["image"]).parent.resolve() for item in self.dataset}
+        if self.output_dir.resolve() in folders:
+            raise InputError(f"{self.output_dir}: the output folder must differ from the input folder (inputs are never modified).")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.written, self.failed = [], []
+        super().run([self.dataset[i] for i in range(len(self.dataset))], max_epochs=1)
+        if self.failed:
+            inputs = ", ".join(sorted(str(f) for f in folders))
+            raise InputError(f"{inputs}: {len(self.failed)} of {len(self.dataset)} files failed: {', '.join(self.failed)}.")
+        return self.written
