@@ -172,10 +172,12 @@ def _curve(args) -> None:
 
 
 def _zoo(args) -> None:
-    from misr_monai.zoo import export_bundle, verify_bundle
+    from misr_monai.zoo import export_bundle, requirements, verify_bundle
 
     for bundle in args.bundles:
-        if args.action == "export":
+        if args.action == "requirements":
+            print("\n".join(requirements(bundle)))
+        elif args.action == "export":
             for path in export_bundle(bundle):
                 print(f"{path}: written")
         else:
@@ -265,9 +267,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=_curve)
 
-    p = sub.add_parser("zoo", help="the Model Zoo's bundle checks (check), or regenerate models/model.ts and "
-                                   "large_files.yml after the weights or metadata change (export)")
-    p.add_argument("action", choices=("check", "export"))
+    p = sub.add_parser("zoo", help="the Model Zoo's bundle checks (check); regenerate models/model.ts and "
+                                   "large_files.yml after the weights or metadata change (export); the pip "
+                                   "requirements its metadata names (requirements)")
+    p.add_argument("action", choices=("check", "export", "requirements"))
     p.add_argument("bundles", nargs="+", help="bundle folders")
     p.add_argument("--schema", default=None, help="local copy of the metadata schema (default: download the one "
                                                   "configs/metadata.json names)")

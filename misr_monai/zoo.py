@@ -23,7 +23,8 @@ import torch
 
 from misr_monai.io import InputError, atomic_write
 
-__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml"]
+__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml",
+           "requirements"]
 
 ZOO_FILE_LIMIT = 25 * 2**20
 """The Zoo's limit on one file; larger files are listed in ``large_files.yml`` and downloaded."""
@@ -108,6 +109,16 @@ def _hashes(text: str) -> dict[str, str]:
     return {e["path"]: e.get("hash_val") for e in yaml.safe_load(text)["large_files"]}
 
 
+def requirements(bundle: str | os.PathLike) -> list[str]:
+    """The pip requirements a Zoo user installs for ``bundle``, from its ``configs/metadata.json`` alone: MONAI,
+    PyTorch and NumPy at the versions it names, then its required and optional packages."""
+    metadata = json.loads(_files(Path(bundle))["metadata"].read_text())
+    pinned = {"monai": metadata.get("monai_version"), "torch": metadata.get("pytorch_version"),
+              "numpy": metadata.get("numpy_version"), **metadata.get("required_packages_version", {}),
+              **metadata.get("optional_packages_version", {})}
+    return [f"{name}=={version}" for name, version in pinned.items() if version]
+
+
 def export_bundle(bundle: str | os.PathLike) -> list[Path]:
     """Regenerate ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
 
@@ -147,17 +158,19 @@ def _check_torchscript(bundle: Path, network: torch.nn.Module, metadata: dict) -
         exported, _, _ = load_net_with_metadata(f"{tmp}/verify_model.ts")
     if not (bundle / "models" / "model.ts").is_file():
         raise InputError(f"{bundle}: no models/model.ts; run `misr zoo export {bundle}`.")
-    shipped, embedded, _ = load_net_with_metadata(str(bundle / "models" / "model.ts"))
+    shipped, embedded, extra = load_net_with_metadata(str(bundle / "models" / "model.ts"), more_extra_files=("inference.json",))
     stale = sorted(k for k, v in metadata.items() if embedded.get(k) != v)
     if stale:
         raise InputError(f"{bundle}: models/model.ts embeds other metadata ({', '.join(stale)}); run `misr zoo export {bundle}`.")
+    if json.loads(extra["inference.json"]) != json.loads(files["inference"].read_text()):
+        raise InputError(f"{bundle}: models/model.ts embeds another configs/inference.json; run `misr zoo export {bundle}`.")
     torch.manual_seed(0)
     x = torch.rand(1, metadata["network_data_format"]["inputs"]["image"]["num_channels"], 32, 32)
     with torch.no_grad():
         reference, from_export, from_shipped = network(x), exported(x), shipped(x)
     if not (torch.allclose(reference, from_export, atol=1e-5) and torch.allclose(reference, from_shipped, atol=1e-5)):
         raise InputError(f"{bundle}: models/model.ts does not compute what models/model.pt does; run `misr zoo export {bundle}`.")
-    return "ckpt_export of model.pt and the shipped model.ts load, agree with model.pt, embed configs/metadata.json"
+    return "ckpt_export of model.pt and the shipped model.ts load and agree with model.pt; model.ts embeds the current metadata.json and inference.json"
 
 
 def check_formatting(bundle: str | os.PathLike) -> str:

@@ -143,3 +143,25 @@ def test_bundle_without_weights_is_a_one_line_error(random_bundle):
     (random_bundle / "models" / "model.pt").unlink()
     with pytest.raises(InputError, match="no weights"):
         load_predictor(str(random_bundle))
+
+
+def test_training_starts_from_pretrained_weights(synthetic, tmp_path):
+    """``pretrained`` (default: the shipped weights) is loaded before training; weights of another shape: one line."""
+    from misr_monai.io import InputError
+
+    torch.manual_seed(3)
+    start = ResidualInterpolationNet(channels=8, num_res_blocks=1)
+    torch.nn.init.normal_(start.tail.conv.weight, std=0.05)
+    torch.save(start.state_dict(), tmp_path / "start.pt")
+    workflow = _workflow(synthetic, tmp_path / "out", pretrained=str(tmp_path / "start.pt"))
+    network = workflow.parser.get_parsed_content("network")
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), start.state_dict().values()))
+    workflow.finalize()
+
+    torch.save(ResidualInterpolationNet(channels=16, num_res_blocks=1).state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(Exception) as raised:
+        _workflow(synthetic, tmp_path / "out2", pretrained=str(tmp_path / "wide.pt"))
+    cause = raised.value
+    while cause is not None and not isinstance(cause, InputError):
+        cause = cause.__cause__ or cause.__context__
+    assert cause is not None and "wide.pt: the weights do not fit the network" in str(cause)

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, smooth_volume, write_nifti
 from tests.fuzz_inputs import write_cases
 
 BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "inference.json").is_file())
@@ -87,8 +87,10 @@ def test_fuzz_bundle_inference(fuzz, tmp_path, bundle):
 def test_bundle_bad_option_is_one_line(tmp_path):
     """An InputError raised while MONAI instantiates the config (here a bad precision) ends in its one line."""
     bundle = BUNDLES[0]
+    (tmp_path / "in").mkdir()
+    write_nifti(tmp_path / "in" / "vol.nii.gz", smooth_volume((16, 16, 5)))
     result = _run("-m", "monai.bundle", "run", "inference", "--config_file", str(bundle / "configs" / "inference.json"),
-                  "--bundle_root", str(bundle), "--input_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+                  "--bundle_root", str(bundle), "--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"),
                   "--precision", "fp16")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: --precision must be one of fp32, bf16, auto, got 'fp16'."
