@@ -57,7 +57,7 @@ def test_train_one_epoch_validates_and_resumes(synthetic, tmp_path):
     assert ran == [3, 4]  # continued after the saved state, did not start over
     assert (tmp_path / "checkpoint_epoch=2.pt").is_file()
     saved = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
-    assert set(saved) == {"network", "optimizer", "lr_scheduler", "trainer", "versions"}
+    assert set(saved) == {"network", "optimizer", "lr_scheduler", "trainer", "versions", "best_model"}
     resumed.finalize()
 
 def test_two_process_gloo_training(synthetic, tmp_path):

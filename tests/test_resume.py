@@ -59,10 +59,14 @@ def test_killed_training_resumes_to_the_same_weights(bundle, synthetic, tmp_path
     a = torch.load(tmp_path / "whole" / "checkpoint_epoch=3.pt", weights_only=True)
     b = torch.load(tmp_path / "killed" / "checkpoint_epoch=3.pt", weights_only=True)
     print(f"{bundle.name}: killed after {done}, resumed; final weights equal: ", end="")
-    for key in (k for k in a if "optimizer" not in k and k not in ("trainer", "versions", "lr_scheduler")):
+    for key in (k for k in ("network", "discriminator") if k in a):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), (key, name)
-    print("bitwise")
+    assert a.get("best_model") == b.get("best_model")  # the same best validation score and file
+    best_a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    best_b = torch.load(tmp_path / "killed" / "model.pt", weights_only=True)
+    assert all(torch.equal(tensor, best_b[name]) for name, tensor in best_a.items())  # models/model.pt too
+    print("bitwise, and model.pt too")
     assert b["versions"] == versions()
     assert sorted(p.name for p in (tmp_path / "killed").glob("checkpoint_epoch=*.pt")) == \
         ["checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt"]  # bounded across the resume
@@ -98,3 +102,33 @@ def test_checkpoint_saver_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         engine.run([0], max_epochs=2)
     assert (tmp_path / "model.pt").read_bytes() == whole and sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_resumed_saver_replaces_model_pt_only_with_better_weights(tmp_path):
+    """The key metric's history travels in the training checkpoint (the bundles' ``best_model`` entry)."""
+    from ignite.engine import Engine, Events
+
+    from misr_monai.engines import AtomicCheckpointSaver
+
+    def validation(score: float, saver: AtomicCheckpointSaver, network: torch.nn.Module) -> None:
+        engine = Engine(lambda e, b: None)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_psnr=score))
+        saver.attach(engine)
+        engine.run([0], max_epochs=1)
+
+    def saver() -> AtomicCheckpointSaver:
+        return AtomicCheckpointSaver(str(tmp_path), {"model": network}, save_key_metric=True, key_metric_name="val_psnr",
+                                     key_metric_filename="model.pt")
+
+    network = torch.nn.Linear(2, 2)
+    first = saver()
+    validation(30.0, first, network)
+    best = (tmp_path / "model.pt").read_bytes()
+    resumed = saver()  # a new process after a kill
+    resumed.load_state_dict(first.state_dict())
+    with torch.no_grad():
+        network.weight.add_(1.0)
+    validation(20.0, resumed, network)  # worse: the best weights stay
+    assert (tmp_path / "model.pt").read_bytes() == best
+    validation(40.0, resumed, network)  # better: replaced
+    assert (tmp_path / "model.pt").read_bytes() != best

@@ -58,6 +58,16 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 checkpoint.save_handler = _AtomicDiskSaver(self.save_dir, checkpoint.save_handler.filename)
 
+    def state_dict(self) -> dict:
+        """The key metric's best score and file: put this saver in the training checkpoint's ``save_dict`` and
+        ``load_dict``, so that a resumed run replaces ``model.pt`` only with better weights (a new process would
+        otherwise save at its first validation)."""
+        return {} if self._key_metric_checkpoint is None else dict(self._key_metric_checkpoint.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        if self._key_metric_checkpoint is not None and state:
+            self._key_metric_checkpoint.load_state_dict(state)
+
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "*checkpoint_epoch=*.pt") -> str | None:
     """The checkpoint in ``folder`` matching ``pattern`` with the highest epoch (or iteration) number, else None.
