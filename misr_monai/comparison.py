@@ -8,7 +8,6 @@ produced them), so a killed run continues where it stopped and a finished one re
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -23,7 +22,7 @@ from misr_monai.datalist import load_split
 from misr_monai.engines import versions
 from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, format_value, markdown_table, summarize, write_table
 from misr_monai.inference import BASELINES, bundle_folder, check_slice_axis, load_predictor
-from misr_monai.io import InputError, atomic_write, load_volume, print_error
+from misr_monai.io import InputError, atomic_write, file_sha256, load_volume, print_error
 from misr_monai.metrics import METRICS
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
 
@@ -61,10 +60,6 @@ def load_experiment(config: str | os.PathLike, overrides: dict | None = None) ->
     return experiment
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
 
 class _Methods:
     """Predictors loaded on first use, and each method's settings (what its cached results depend on)."""
@@ -79,7 +74,7 @@ class _Methods:
             folder = bundle_folder(method)
             weights = None if method in BASELINES or folder is None else folder / "models" / "model.pt"
             self.known[method] = {"method": method} if weights is None else {
-                "method": method, "weights_sha256": _sha256(weights) if weights.is_file() else None,
+                "method": method, "weights_sha256": file_sha256(weights) if weights.is_file() else None,
                 "samples": self.experiment.get("samples", 1), "seed": self.experiment.get("seed", 0),
                 "precision": self.experiment.get("precision", "fp32")}
         return self.known[method]

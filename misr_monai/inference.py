@@ -335,7 +335,8 @@ def upsample_file(
     else:
         result = inferer(data, predict, axis)
     result = _cast_like(result, data.dtype)
-    np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)  # exact where floats cannot hold int64
+    if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize == 8:  # float64 cannot hold every (u)int64
+        np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)
     save_volume(output_path, result, affine, img, overwrite)
     return {
         **summary,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 
 __all__ = ["InputError", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
            "report_input_errors",
-           "print_error"]
+           "print_error", "file_sha256"]
 
 
 class InputError(ValueError):
@@ -159,6 +160,12 @@ def atomic_write(path: str | os.PathLike, write, overwrite: bool = True) -> None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, template: nib.Nifti1Image,

@@ -11,7 +11,6 @@ embedded metadata equals ``configs/metadata.json``. ``export_bundle`` regenerate
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import logging
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from misr_monai.io import InputError, atomic_write
+from misr_monai.inference import load_network
+from misr_monai.io import InputError, atomic_write, file_sha256
 
 __all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml",
            "requirements"]
@@ -83,14 +83,8 @@ def _network(bundle: Path) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(str(_files(bundle)["inference"]))
     parser["bundle_root"] = str(bundle)
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
-    return network.eval()
+    return load_network(parser.get_parsed_content("network_def"), bundle / "models" / "model.pt")
 
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def large_files_yaml(bundle: str | os.PathLike) -> str:
@@ -99,7 +93,7 @@ def large_files_yaml(bundle: str | os.PathLike) -> str:
 
     bundle = Path(bundle)
     entries = [{"path": f"models/{p.name}", "url": URL_PLACEHOLDER.format(bundle=bundle.name, name=p.name),
-                "hash_val": _sha256(p), "hash_type": "sha256"} for p in sorted((bundle / "models").glob("model.*"))]
+                "hash_val": file_sha256(p), "hash_type": "sha256"} for p in sorted((bundle / "models").glob("model.*"))]
     return yaml.safe_dump({"large_files": entries}, sort_keys=False)
 
 

@@ -12,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MRI = ROOT.parent / "shared" / "data" / "mri"
+BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+"""Every bundle folder: the parametrised suites (Zoo checks, standalone runs, bad input, resume) cover each."""
+SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
+"""Offline stand-in for the Zoo's metadata schema (see the file's ``$comment``)."""
 needs_shared = pytest.mark.skipif(not SHARED_MRI.is_dir(), reason="../shared/data/mri is absent")
 
 

@@ -11,10 +11,8 @@ import nibabel as nib
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from tests.conftest import ROOT, smooth_volume, write_nifti
+from tests.conftest import BUNDLES, ROOT, SCHEMA, smooth_volume, write_nifti
 
-SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
-BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 
 
 @pytest.fixture

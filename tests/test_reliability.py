@@ -11,18 +11,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, smooth_volume, write_nifti
+from tests.conftest import BUNDLES, ROOT, smooth_volume, write_nifti
 from tests.fuzz_inputs import write_cases
 
-BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "inference.json").is_file())
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: str) -> dict[str, int]:
-    """Check every case's outcome; return the counts the closing note reports."""
+def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: str, bounded: bool = True) -> dict[str, int]:
+    """Check every case's outcome; return the counts the closing note reports. ``bounded``: the method (linear)
+    keeps each new voxel between its neighbours, so within the input's range."""
     lines = stderr.splitlines()
     counts = {"cases": len(cases), "correct outputs": 0, "clean errors": 0,
               "tracebacks": stderr.count("Traceback"), "partial files": 0}
@@ -35,7 +35,7 @@ def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: s
             up = np.asanyarray(result.dataobj)
             assert up.dtype == data.dtype and up.shape[2] == 2 * data.shape[2] - 1
             np.testing.assert_array_equal(up[:, :, ::2], data)  # the original slices, exactly
-            assert data.min() <= up.min() and up.max() <= data.max()  # linear: between its neighbours
+            assert not bounded or data.min() <= up.min() and up.max() <= data.max()
             np.testing.assert_allclose(result.affine[:3, 2], original.affine[:3, 2] / 2)
             np.testing.assert_allclose(result.affine[:3, 3], original.affine[:3, 3])
             counts["correct outputs"] += 1
@@ -73,15 +73,9 @@ def test_fuzz_bundle_inference(fuzz, tmp_path, bundle):
                   "--bundle_root", str(bundle), "--input_dir", str(inputs), "--output_dir", str(tmp_path / "out"),
                   "--precision", "fp32")
     assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 16 + 1 and lines[-1].startswith(f"error: {inputs}: 16 of 29 files failed")
-    assert "Traceback" not in result.stderr
-    good = sorted(n for n, e in cases.items() if e == "ok")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == good
-    for name in good:
-        original, upsampled = nib.load(inputs / name), nib.load(tmp_path / "out" / name)
-        data = np.asanyarray(original.dataobj).reshape(original.shape[:3])
-        np.testing.assert_array_equal(np.asanyarray(upsampled.dataobj)[:, :, ::2], data)
+    counts = check_outcomes(cases, inputs, tmp_path / "out", result.stderr, bounded=False)
+    assert counts["correct outputs"] == 13 and counts["clean errors"] == 16
+    assert result.stderr.splitlines()[-1].startswith(f"error: {inputs}: 16 of 29 files failed")
 
 
 def test_bundle_bad_option_is_one_line(tmp_path):

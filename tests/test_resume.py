@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from misr_monai.engines import VersionStamp, versions
-from tests.conftest import ROOT
+from tests.conftest import BUNDLES, ROOT
 
-BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
 CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
     "mri_slice_interpolation_residual_cnn": CNN,

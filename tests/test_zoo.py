@@ -11,10 +11,8 @@ import torch
 
 from misr_monai.io import InputError
 from misr_monai.zoo import export_bundle, verify_bundle
-from tests.conftest import ROOT
+from tests.conftest import BUNDLES, ROOT, SCHEMA
 
-SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
-BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 CHECKS = ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript", "large_files.yml",
           "pre-commit"]
 

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
-import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.data.utils import set_rnd
+from monai.utils import set_determinism
 
 __all__ = ["EpochSeedHandler"]
 
 
 class EpochSeedHandler:
-    """At each epoch's start, seed Python, NumPy, torch and the dataset's random transforms from ``(seed, epoch,
-    rank)``, then restart the data iterator.
+    """At each epoch's start, seed Python, NumPy and torch (MONAI's ``set_determinism``) and the dataset's random
+    transforms from ``(seed, epoch, rank)``, then restart the data iterator.
 
     A run resumed from the checkpoint of epoch e then draws epoch e + 1 exactly as an uninterrupted run does: the
     shuffle, the worker seeds, the random crops and flips, and any noise the iteration draws (diffusion timesteps).
@@ -36,9 +33,7 @@ class EpochSeedHandler:
     def __call__(self, engine: Engine) -> None:
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         seed = (self.seed + 1_000_003 * rank + engine.state.epoch) % 2**32
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        set_determinism(seed)
         dataset = getattr(engine.state.dataloader, "dataset", None)
         if dataset is not None:
             set_rnd(dataset, seed)  # with num_workers=0 the transforms draw from their own states
