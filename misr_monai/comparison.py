@@ -107,7 +107,10 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
 
     def cached(m):
         path = folder / f"{_file_name(m)}.json"
-        return (path.is_file() and json.loads(path.read_text())["settings"] == settings[m]
+        if not path.is_file():
+            return False
+        row = json.loads(path.read_text())  # a result of an older protocol (fewer metrics) is recomputed
+        return (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
                 and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
 
     missing = [m for m in methods if not cached(m)]
@@ -192,9 +195,16 @@ def paired_statistics(rows: list[dict], methods: list[str], metrics, reference: 
 
 
 def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Methods, cache: Path, out: Path) -> list[Path]:
-    """The comparison figures of the experiment's ``figures`` volumes, the sampling models' mean / std / error panel
-    and the per-volume gain plots."""
-    from misr_monai.figures import busiest_slice, comparison_figure, display_plane, gain_figure, uncertainty_figure
+    """The comparison figures of the experiment's ``figures`` volumes, the sampling models' mean / std / error panel,
+    the per-volume gain plots and every volume's per-slice PSNR profile against the reference (``profiles/``)."""
+    from misr_monai.figures import (
+        busiest_slice,
+        comparison_figure,
+        display_plane,
+        gain_figure,
+        slice_profile_figure,
+        uncertainty_figure,
+    )
 
     written = []
     for spec in experiment.get("figures", []):
@@ -227,9 +237,15 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
             written.append(out / f"{_stem(volume)}_{_file_name(m)}_uncertainty.png")
             uncertainty_figure(np.clip(planes[0], 0, 1), np.clip(planes[1], 0, 1), planes[2], written[-1],
                                f"{volume}: {m}, mean and std of {samples} samples, slice {index} (axis {axis})")
-    for metric in ("psnr", "psnr_fg"):
+    reference = experiment.get("reference", "cubic")
+    for metric in ("psnr", "psnr_fg", "psnr_core"):
         written.append(out / f"gain_{metric}.png")
-        gain_figure(rows, experiment.get("reference", "cubic"), written[-1], metric)
+        gain_figure(rows, reference, written[-1], metric)
+    (out / "profiles").mkdir(parents=True, exist_ok=True)
+    for dataset, volume in dict.fromkeys((r["dataset"], r["volume"]) for r in rows):
+        written.append(out / "profiles" / f"{dataset}_{_stem(volume)}_profile.png")
+        slice_profile_figure([r for r in rows if r["dataset"] == dataset and r["volume"] == volume], reference,
+                             written[-1], f"{volume}: per-slice PSNR against {reference}")
     return written
 
 
@@ -389,7 +405,7 @@ def _report(experiment, methods, metrics, summary, rows, paired, figures, out, c
     versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
     weights = [[m, s["weights_sha256"] or "missing"] for m, s in settings.items() if "weights_sha256" in s]
     shown = [p for p in paired if p["dataset"] == "all"] + [p for p in paired if p["dataset"] != "all" and p["metric"] == "psnr"]
-    images = "\n\n".join(f"![{p.stem}]({p.name})" for p in figures)
+    images = "\n\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures)
     text = f"""# Slice interpolation: three models and two baselines compared
 
 Command: `{command or 'misr compare'}`

@@ -22,7 +22,7 @@ from misr_monai.transforms.utils import find_slice_axis
 __all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
-                   "edge_ratio", "tp_ratio", "gain_db", "seconds")
+                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "gain_db", "seconds")
 
 
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor]):
@@ -59,8 +59,8 @@ class ProtocolEvaluator(Engine):
 
     Each iteration reconstructs the odd slices of one volume from its even ones with every predictor and scores them
     (:py:func:`evaluate_volume`); ``engine.state.output`` is that volume's rows. :py:meth:`run` then writes
-    ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice and a reformat PNG per volume to
-    ``output_dir``. A bad volume is said in one line on stderr and left out; the others are evaluated, and an
+    ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice, a reformat and a per-slice PSNR
+    profile against ``cubic`` (:py:func:`~misr_monai.figures.slice_profile_figure`) PNG per volume to ``output_dir``. A bad volume is said in one line on stderr and left out; the others are evaluated, and an
     :py:class:`InputError` naming the bad ones is raised at the end. If the run stops on any other error or an
     interruption, the figures it wrote are removed.
 
@@ -100,13 +100,16 @@ class ProtocolEvaluator(Engine):
                 for m, s in scores.items()]
         self.rows += rows
         if self.figures and self.output_dir is not None:
-            from misr_monai.figures import comparison_figure
+            from misr_monai.figures import comparison_figure, slice_profile_figure
 
             crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
             stem = item["volume"].replace("/", "_").split(".nii")[0]
             for plane in ("slice", "reformat"):
                 self.written.append(self.output_dir / f"{stem}_{plane}.png")
                 comparison_figure(crop, reconstructions, axis, img.affine, self.written[-1], item["volume"], plane)
+            if "cubic" in scores and len(scores) > 1:
+                self.written.append(self.output_dir / f"{stem}_profile.png")
+                slice_profile_figure(rows, "cubic", self.written[-1], f"{item['volume']}: per-slice PSNR against cubic")
         return rows
 
     def run(self) -> tuple[list[dict], list[dict]]:  # type: ignore[override]

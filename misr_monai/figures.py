@@ -251,3 +251,26 @@ def gain_figure(rows: list[dict], reference: str, path: str | os.PathLike, metri
     ax.legend(fontsize=8, loc="best")
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
+
+
+def slice_profile_figure(rows: list[dict], reference: str, path: str | os.PathLike, title: str) -> None:
+    """Where each method wins, along the slice axis of one volume: its per-slice PSNR minus ``reference``'s, against
+    the slice index, the middle third (``psnr_core``'s slices) shaded. ``rows`` are one volume's rows of every method,
+    with the ``slice_index`` / ``slice_psnr`` / ``volume_slices`` profile of
+    :py:func:`~misr_monai.metrics.score_reconstruction`."""
+    ref = next(r for r in rows if r["method"] == reference)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    length = ref["volume_slices"]
+    ax.axvspan(length / 3, 2 * length / 3, color="0.92", label="middle third (psnr_core)")
+    for colour, row in enumerate(r for r in rows if r["method"] != reference):
+        gain = np.array(row["slice_psnr"]) - np.array(ref["slice_psnr"])
+        ax.plot(row["slice_index"], gain, color=f"C{colour}", linewidth=1.2, label=row["method"])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlim(0, length - 1)
+    ax.set_xlabel(f"reconstructed slice index (axis {ref.get('axis', '?')})")
+    ax.set_ylabel(f"PSNR - {reference} (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

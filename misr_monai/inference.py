@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.inferers import Inferer
-from scipy.interpolate import CubicSpline
 
+from misr_monai.interpolation import BASELINES, SlicePredictor, cubic_interpolate, linear_interpolate
 from misr_monai.io import InputError, check_output_path, load_volume, save_volume
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor, reflect_index, voxel_spacing
 
@@ -41,33 +41,6 @@ __all__ = [
     "load_predictor",
     "SliceInterpolationInferer",
 ]
-
-SlicePredictor = Callable[[np.ndarray], np.ndarray]
-
-
-def linear_interpolate(slices: np.ndarray) -> np.ndarray:
-    """The ``linear`` baseline: the mean of each pair of neighbouring slices (axis 0)."""
-    return (slices[:-1] + slices[1:]) / 2
-
-
-def cubic_interpolate(slices: np.ndarray, block: int = 2**20) -> np.ndarray:
-    """The ``cubic`` baseline: a natural cubic spline through all slices (axis 0 of ``(m, H, W)``), evaluated half-way
-    between them.
-
-    The spline of each in-plane position is independent, so rows are fitted ``block`` values at a time (SciPy keeps
-    four float64 coefficients per value); the result does not depend on ``block``.
-    """
-    m = slices.shape[0]
-    knots, middles = 2 * np.arange(m), 2 * np.arange(m - 1) + 1
-    out = np.empty((m - 1, *slices.shape[1:]), dtype=slices.dtype)
-    rows = max(1, block // slices[:, :1].size)
-    for start in range(0, slices.shape[1], rows):
-        spline = CubicSpline(knots, slices[:, start : start + rows], axis=0, bc_type="natural")
-        out[:, start : start + rows] = spline(middles)
-    return out
-
-
-BASELINES: dict[str, SlicePredictor] = {"linear": linear_interpolate, "cubic": cubic_interpolate}
 
 PRECISIONS = ("fp32", "bf16", "auto")
 MAX_BF16_PSNR_CHANGE_DB = 0.01
@@ -123,6 +96,8 @@ class NetworkPredictor:
         context: K, the neighbours on each side of a gap that the network takes (``2K`` input channels: for the gap
             between slices j and j+1, slices j-K+1 ... j+K, mirrored at the volume's ends). Defaults to the network's
             ``in_channels // 2``, or 1.
+        spline: also give the network the protocol's ``cubic`` (the natural spline through all the slices) at each
+            gap, as its last input channel. Defaults to the network's ``spline_skip``, or False.
         bf16_psnr_change_db: the model's measured PSNR change under bf16, for ``auto``. Defaults to None (unknown).
 
     A forward pass takes at most :py:data:`BATCH_PIXELS` pixels whatever ``batch_size``, and on a CPU the network
@@ -145,6 +120,7 @@ class NetworkPredictor:
         precision: str = "fp32",
         bf16_psnr_change_db: float | None = None,
         context: int | None = None,
+        spline: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -158,6 +134,7 @@ class NetworkPredictor:
         self.percentile = percentile
         self.progress = progress
         self.precision = resolve_precision(precision, self.device, bf16_psnr_change_db)
+        self.spline = bool(getattr(network, "spline_skip", False) if spline is None else spline)
         self.context = context or max(1, getattr(network, "in_channels", 2) // 2)
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
@@ -177,6 +154,7 @@ class NetworkPredictor:
             starts = tqdm(starts, desc="slices", unit="batch", leave=False)
         cuda = self.device.type == "cuda"
         dtype = torch.float16 if cuda and not native_bf16(self.device) else torch.bfloat16
+        estimate = cubic_interpolate(slices) if self.spline else None  # once per volume, the protocol's cubic
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=self.precision == "bf16"):
             k = self.context
             for start in starts:
@@ -188,7 +166,11 @@ class NetworkPredictor:
                 x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
                 x = x.pin_memory() if cuda else x
                 x = x.to(self.device, non_blocking=cuda) / scale
-                pairs = torch.stack([x[j : j + stop - start] for j in range(2 * k)], dim=1)
+                channels = [x[j : j + stop - start] for j in range(2 * k)]
+                if estimate is not None:
+                    spline = torch.from_numpy(np.ascontiguousarray(estimate[start:stop], dtype=np.float32))
+                    channels.append(spline.to(self.device) / scale)
+                pairs = torch.stack(channels, dim=1)
                 if not cuda:
                     pairs = pairs.contiguous(memory_format=torch.channels_last)
                 pred = self.network(pairs).float().mul_(scale).cpu().numpy()

@@ -11,10 +11,14 @@ from monai.metrics import SSIMMetric
 
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
-__all__ = ["METRICS", "SLICE_METRICS", "SSIM_WINDOW", "slice_metrics", "through_plane_ratio", "score_reconstruction"]
+__all__ = ["METRICS", "SLICE_METRICS", "VOLUME_METRICS", "SSIM_WINDOW", "slice_metrics", "through_plane_ratio",
+           "score_reconstruction"]
 
 SLICE_METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
-METRICS = (*SLICE_METRICS, "tp_ratio")
+VOLUME_METRICS = ("psnr_vol", "psnr_core", "tp_ratio")
+"""Metrics of a whole volume rather than means over its slices: foreground squared errors pooled over every scored
+slice (``psnr_vol``) or over those of the middle third (``psnr_core``), and through-plane continuity."""
+METRICS = (*SLICE_METRICS, *VOLUME_METRICS)
 _MSE_FLOOR = 1e-10
 SSIM_WINDOW = 11
 
@@ -36,17 +40,18 @@ def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
     ``pred`` over that of ``truth`` there (1.0 is ideal, blur gives less).
 
     Returns:
-        a dict of 1D arrays, one value per kept slice, keyed by :py:data:`SLICE_METRICS`.
+        a dict of 1D arrays, one value per kept slice, keyed by :py:data:`SLICE_METRICS`, and ``sse_fg`` and
+        ``fg_voxels``, each slice's foreground squared-error sum and voxel count (for the pooled PSNRs).
     """
     keep = truth.reshape(truth.shape[0], -1).max(axis=1) >= FOREGROUND_THRESHOLD
     truth, pred = truth[keep], pred[keep]
     if truth.shape[0] == 0:
-        return {name: np.empty(0) for name in SLICE_METRICS}
+        return {name: np.empty(0) for name in (*SLICE_METRICS, "sse_fg", "fg_voxels")}
     err = pred - truth
     mse = (err**2).mean(axis=(1, 2))
     fg = binary_dilation(truth > FOREGROUND_THRESHOLD, structure=np.ones((1, 5, 5), dtype=bool))
     fg_count = fg.sum(axis=(1, 2))
-    mse_fg = (err**2 * fg).sum(axis=(1, 2)) / fg_count
+    sse_fg = (err**2 * fg).sum(axis=(1, 2))
     grad_pred = (_gradient_magnitude(pred) * fg).sum(axis=(1, 2))
     grad_truth = (_gradient_magnitude(truth) * fg).sum(axis=(1, 2))
     if min(truth.shape[1:]) >= SSIM_WINDOW:
@@ -57,11 +62,13 @@ def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
         ssim = np.full(truth.shape[0], np.nan)
     return {
         "psnr": _psnr(mse),
-        "psnr_fg": _psnr(mse_fg),
+        "psnr_fg": _psnr(sse_fg / fg_count),
         "ssim": ssim,
         "mae": np.abs(err).mean(axis=(1, 2)),
         "mse": mse,
         "edge_ratio": grad_pred / np.maximum(grad_truth, 1e-12),
+        "sse_fg": sse_fg,
+        "fg_voxels": fg_count,
     }
 
 
@@ -91,7 +98,9 @@ def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: in
     ``truth``, both in the volume's own units (scaled here by the truth's percentile).
 
     Returns:
-        the per-volume mean of each metric over the kept slices, and ``slices``, their number.
+        the per-volume mean of each metric of :py:data:`SLICE_METRICS` over the kept slices, the
+        :py:data:`VOLUME_METRICS`, ``slices`` (the number of kept slices), and the per-slice profile: ``slice_index``
+        (each kept slice's index along ``axis``), ``slice_psnr`` (its PSNR) and ``volume_slices`` (``2m - 1``).
     """
     scale = percentile_scale_factor(truth)
     n = reconstruction.shape[axis]
@@ -99,8 +108,14 @@ def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: in
     truth_odd = np.clip(np.moveaxis(truth, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
     pred_odd = np.clip(np.moveaxis(reconstruction, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
     per_slice = slice_metrics(truth_odd, pred_odd)
+    sse, count = per_slice.pop("sse_fg"), per_slice.pop("fg_voxels")
     scores = {name: float(np.mean(values)) if values.size else float("nan") for name, values in per_slice.items()}
     scores["slices"] = int(per_slice["psnr"].size)
+    index = np.arange(1, n, 2)[truth_odd.reshape(truth_odd.shape[0], -1).max(axis=1) >= FOREGROUND_THRESHOLD]
+    core = (3 * index >= n) & (3 * index < 2 * n)  # the middle third: n / 3 <= i < 2 n / 3
+    scores["psnr_vol"] = float(_psnr(sse.sum() / count.sum())) if count.sum() else float("nan")
+    scores["psnr_core"] = float(_psnr(sse[core].sum() / count[core].sum())) if count[core].sum() else float("nan")
+    scores["slice_index"], scores["slice_psnr"], scores["volume_slices"] = index.tolist(), per_slice["psnr"].tolist(), n
     truth_all = np.clip(np.moveaxis(truth, axis, 0)[:n].astype(np.float64) / scale, 0.0, 1.0)
     pred_all = np.clip(np.moveaxis(reconstruction, axis, 0).astype(np.float64) / scale, 0.0, 1.0)
     scores["tp_ratio"] = through_plane_ratio(truth_all, pred_all)

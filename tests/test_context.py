@@ -88,3 +88,54 @@ def test_one_training_iteration_of_the_bundle(synthetic, tmp_path):
     assert trainer.state.iteration == 1 and trainer.network.head.conv.in_channels == 4
     assert np.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_psnr"])
     workflow.finalize()
+
+
+CONTEXT_BUNDLE = BUNDLE.parent / "mri_slice_interpolation_context_cnn"
+
+
+def test_the_spline_skip_of_an_untrained_context_network_is_the_protocol_cubic_exactly():
+    from misr_monai.inference import cubic_interpolate, upsample_array
+
+    volume = smooth_volume((11, 14, 12), seed=5) * 700 + 30
+    for context in (2, 3):
+        net = ResidualInterpolationNet(in_channels=2 * context + 1, channels=8, num_res_blocks=1, spline_skip=True)
+        out = upsample_array(volume, 0, NetworkPredictor(net))  # the volume path, both end gaps included
+        np.testing.assert_allclose(out, upsample_array(volume, 0, cubic_interpolate), rtol=1e-6, atol=1e-4)
+        trained = ResidualInterpolationNet(in_channels=2 * context + 1, channels=8, num_res_blocks=1, spline_skip=True)
+        torch.nn.init.normal_(trained.tail.conv.weight)
+        assert np.abs(upsample_array(volume, 0, NetworkPredictor(trained)) - out).max() > 1  # the body does count
+
+
+def test_the_training_spline_is_cubic_of_the_other_parity_on_every_axis():
+    from misr_monai.interpolation import cubic_interpolate
+    from misr_monai.transforms import SliceSpline
+
+    data = np.random.default_rng(1).random((9, 10, 8)).astype(np.float32)
+    spline = SliceSpline()(MetaTensor(torch.from_numpy(data)[None])).numpy()
+    for axis in range(3):
+        stack, along = np.moveaxis(data, axis, 0), np.moveaxis(spline[axis], axis, 0)
+        np.testing.assert_allclose(along[1:-1:2][: stack.shape[0] // 2], cubic_interpolate(stack[0::2]), rtol=1e-6)
+        np.testing.assert_allclose(along[2:-1:2], cubic_interpolate(stack[1::2]), rtol=1e-6)
+    vol = MetaTensor(torch.from_numpy(data)[None])
+    vol.meta["slice_axis"] = 2
+    sampler = RandSliceTriplet(patch_size=(6, 6), context=2).set_random_state(3)
+    x, y = sampler(vol, spline=torch.from_numpy(spline))
+    i, r0, c0 = sampler._corner
+    assert x.shape == (5, 6, 6)
+    np.testing.assert_array_equal(y[0].numpy(), data[r0 : r0 + 6, c0 : c0 + 6, i])
+    np.testing.assert_array_equal(x[4].numpy(), spline[2][r0 : r0 + 6, c0 : c0 + 6, i])  # the spline at i, last channel
+    pairs = SliceTriplets(context=2)(vol, spline=torch.from_numpy(spline))
+    np.testing.assert_allclose(pairs[0][0][4].numpy(), cubic_interpolate(data[..., 0::2].transpose(2, 0, 1))[0], rtol=1e-6)
+
+
+def test_one_training_iteration_of_the_context_bundle(synthetic, tmp_path):
+    workflow = bundle_workflow(CONTEXT_BUNDLE, {
+        "dataset_dir": str(synthetic / "data"), "datalist_file": str(synthetic / "datalist.json"),
+        "output_dir": str(tmp_path), "ckpt_dir": str(tmp_path), "max_epochs": 1, "epoch_length": 1, "val_interval": 1,
+        "cache_rate": 0.0, "patch_size": [32, 32], "channels": 8, "num_res_blocks": 1, "pretrained": "",
+    })
+    workflow.run()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.state.iteration == 1 and trainer.network.head.conv.in_channels == 5 and trainer.network.spline_skip
+    assert np.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_psnr"])
+    workflow.finalize()

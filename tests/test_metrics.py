@@ -76,3 +76,21 @@ def test_through_plane_ratio_hand_computed():
     flicker[1::2] = 1.1  # |0.5 - 2.2 + 0.5| = 1.2: twice the truth's bend
     assert through_plane_ratio(truth, flicker) == pytest.approx(2.0)
     assert np.isnan(through_plane_ratio(np.zeros((3, 4, 4)), np.zeros((3, 4, 4))))
+
+
+def test_psnr_vol_pools_foreground_errors_and_psnr_core_takes_the_middle_third():
+    n = 19  # 2m - 1 reconstructed slices: odd indices 1..17; the middle third is 19/3 <= i < 38/3, i.e. 7, 9, 11
+    truth = np.zeros((20, 20, n + 1))
+    truth[5:15, 5:15, :] = 1.0  # every slice: 100 voxels of tissue, 196 foreground after the 5x5 dilation
+    truth[:, :, 9] = 0.0  # one background slice in the core: not scored
+    recon = truth[..., :n].copy()
+    errors = {i: 0.01 * (i + 1) for i in range(1, n, 2)}
+    for i, e in errors.items():
+        recon[5:15, 5:15, i] -= e  # an error on the square only: squared error 100 e^2 per slice
+    s = score_reconstruction(truth, recon, axis=2)
+    scored = [i for i in errors if i != 9]
+    assert s["slices"] == len(scored) and s["slice_index"] == scored and s["volume_slices"] == n
+    assert s["psnr_vol"] == pytest.approx(10 * np.log10(196 * len(scored) / sum(100 * errors[i] ** 2 for i in scored)))
+    core = [7, 11]  # 9 is background
+    assert s["psnr_core"] == pytest.approx(10 * np.log10(196 * len(core) / sum(100 * errors[i] ** 2 for i in core)))
+    assert s["slice_psnr"][0] == pytest.approx(10 * np.log10(400 / (100 * errors[1] ** 2)))

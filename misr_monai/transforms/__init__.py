@@ -1,7 +1,7 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from .array import PercentileScale, RandSliceTriplet, SliceAxis, SliceTriplets
+from .array import PercentileScale, RandSliceTriplet, SliceAxis, SliceSpline, SliceTriplets
 from .dictionary import (
     PercentileScaled,
     PercentileScaleD,
@@ -12,6 +12,9 @@ from .dictionary import (
     SliceAxisd,
     SliceAxisD,
     SliceAxisDict,
+    SliceSplined,
+    SliceSplineD,
+    SliceSplineDict,
     SliceTripletsd,
     SliceTripletsD,
     SliceTripletsDict,

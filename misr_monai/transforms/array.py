@@ -1,10 +1,12 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""Array transforms for slice-triplet super-resolution: slice axis, invertible scaling, triplet sampling."""
+"""Array transforms for slice-triplet super-resolution: slice axis, invertible scaling, the context models' spline,
+triplet sampling."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from monai.config import NdarrayOrTensor
@@ -13,6 +15,7 @@ from monai.transforms import InvertibleTransform, Randomizable, Transform
 from monai.data.meta_obj import get_track_meta
 from monai.utils import TransformBackends, convert_to_tensor
 
+from misr_monai.interpolation import leave_parity_out_spline
 from misr_monai.transforms.utils import (
     FOREGROUND_THRESHOLD,
     find_slice_axis,
@@ -22,7 +25,7 @@ from misr_monai.transforms.utils import (
     voxel_spacing,
 )
 
-__all__ = ["SliceAxis", "PercentileScale", "RandSliceTriplet", "SliceTriplets"]
+__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets"]
 
 SLICE_AXIS_KEY = "slice_axis"
 
@@ -97,6 +100,31 @@ class PercentileScale(InvertibleTransform):
         return data * transform["extra_info"]["scale"]
 
 
+class SliceSpline(Transform):
+    """The context models' spline of a channel-first 3D volume along each spatial axis: ``(3, X, Y, Z)``, channel ``a``
+    holding :py:func:`~misr_monai.interpolation.leave_parity_out_spline` along axis ``a``.
+
+    At slice i along axis ``a`` it is the natural cubic spline through the slices of the other parity, which is what
+    the protocol's ``cubic`` gives for slice i when i is the missing one; computed once per volume (cache it with
+    the volume), then cut with the patches (:py:class:`RandSliceTriplet`, :py:class:`SliceTriplets`).
+
+    Example::
+
+        >>> vol = MetaTensor(torch.arange(7.0).view(1, 1, 1, 7).expand(1, 4, 4, 7) ** 2)
+        >>> SliceSpline()(vol)[2, 0, 0, 1:-1].round(decimals=3).tolist()
+        [1.4, 4.25, 8.8, 16.25, 25.4]
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        if img.ndim != 4:
+            raise ValueError(f"SliceSpline expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
+        volume = np.asarray(img[0].detach().cpu().numpy() if isinstance(img, torch.Tensor) else img[0], np.float32)
+        axes = [np.moveaxis(leave_parity_out_spline(np.moveaxis(volume, a, 0)), 0, a) for a in range(3)]
+        return torch.from_numpy(np.stack(axes))
+
+
 class RandSliceTriplet(Randomizable, Transform):
     """Cut a random slice triplet (i-1, i, i+1) from a channel-first 3D volume: ``(input, target)``.
 
@@ -105,7 +133,8 @@ class RandSliceTriplet(Randomizable, Transform):
     (zero-padded where the slice is smaller). The axis is ``img.meta["slice_axis"]`` (or the last one); with
     ``random_axis`` a near-isotropic volume (largest/smallest spacing <= ``max_anisotropy``) uses any axis. Patches
     whose target has fewer than ``min_foreground`` foreground voxels (> 0.05 after scaling) are redrawn, at most
-    ``max_tries`` times, after which the most foreground-rich draw is kept.
+    ``max_tries`` times, after which the most foreground-rich draw is kept. Given the volume's ``spline``
+    (:py:class:`SliceSpline`), the input gains it at slice i as its last channel (2K + 1 channels).
 
     Args:
         patch_size: in-plane patch size. Defaults to (128, 128).
@@ -167,25 +196,33 @@ class RandSliceTriplet(Randomizable, Transform):
             *(int(self.R.randint(0, max(d - p, 0) + 1)) for d, p in zip(plane, self.patch_size)),
         )
 
-    def _cut(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cut(self, img: torch.Tensor, spline: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         i, r0, c0 = self._corner
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, self._axis + 1, 1)  # (C, slices, H, W)
         index = reflect_index([i + o for o in self.offsets] + [i], vol.shape[1]).tolist()
-        stack = vol[0, index, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]]
+        stack = vol[0, index, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]].float()
+        if spline is not None:
+            estimate = torch.movedim(torch.as_tensor(spline[self._axis]), self._axis, 0)[i : i + 1]
+            stack = torch.cat([stack[:-1], estimate[:, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]].float(),
+                               stack[-1:]])
         pad = (0, self.patch_size[1] - stack.shape[2], 0, self.patch_size[0] - stack.shape[1])
-        stack = torch.nn.functional.pad(stack.float(), pad)
+        stack = torch.nn.functional.pad(stack, pad)
         return stack[:-1].clone(), stack[-1:].clone()
 
-    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, img: NdarrayOrTensor, randomize: bool = True, spline: NdarrayOrTensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         img = convert_to_tensor(img, track_meta=True)
         if img.ndim != 4 or min(img.shape[1:]) < 1:
             raise ValueError(f"RandSliceTriplet expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
+        if spline is not None and tuple(spline.shape) != (3, *img.shape[1:]):
+            raise ValueError(f"spline must be SliceSpline's (3, X, Y, Z) of the volume, got shape {tuple(spline.shape)}.")
         if not randomize:
-            return self._cut(img)
+            return self._cut(img, spline)
         best, best_fg = None, -1.0
         for _ in range(self.max_tries):
             self.randomize(img)
-            x, y = self._cut(img)
+            x, y = self._cut(img, spline)
             fg = float((y > FOREGROUND_THRESHOLD).float().mean())
             if fg > best_fg:
                 best, best_fg = (x, y), fg
@@ -199,7 +236,8 @@ class SliceTriplets(Transform):
 
     Returns a list of ``(input, target)``: input 2 channels (slices i-1, i+1; 2K with ``context`` K, as
     :py:class:`RandSliceTriplet`), target 1 channel (slice i), for every ``stride``-th odd i along
-    ``img.meta["slice_axis"]`` whose target has foreground (maximum >= 0.05 after scaling).
+    ``img.meta["slice_axis"]`` whose target has foreground (maximum >= 0.05 after scaling). Given the volume's
+    ``spline`` (:py:class:`SliceSpline`), the input gains it at slice i (the protocol's ``cubic``) as its last channel.
 
     Args:
         stride: keep every ``stride``-th odd slice (1 keeps all). Defaults to 1.
@@ -220,13 +258,17 @@ class SliceTriplets(Transform):
         self.stride = stride
         self.offsets = neighbour_offsets(context)
 
-    def __call__(self, img: NdarrayOrTensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __call__(
+        self, img: NdarrayOrTensor, spline: NdarrayOrTensor | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         img = convert_to_tensor(img, track_meta=True)
         axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, axis + 1, 1)[0].float()
+        estimate = None if spline is None else torch.movedim(torch.as_tensor(spline[axis]), axis, 0).float()
         out = []
         for i in range(1, vol.shape[0] - 1, 2 * self.stride):
             if float(vol[i].max()) >= FOREGROUND_THRESHOLD:
-                index = reflect_index([i + o for o in self.offsets], vol.shape[0]).tolist()
-                out.append((vol[index].clone(), vol[i : i + 1].clone()))
+                x = vol[reflect_index([i + o for o in self.offsets], vol.shape[0]).tolist()]
+                x = x if estimate is None else torch.cat([x, estimate[i : i + 1]])
+                out.append((x.clone(), vol[i : i + 1].clone()))
         return out

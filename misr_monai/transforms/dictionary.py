@@ -10,7 +10,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
-from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis, SliceTriplets
+from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis, SliceSpline, SliceTriplets
 
 __all__ = [
     "SliceAxisd",
@@ -19,6 +19,9 @@ __all__ = [
     "PercentileScaled",
     "PercentileScaleD",
     "PercentileScaleDict",
+    "SliceSplined",
+    "SliceSplineD",
+    "SliceSplineDict",
     "RandSliceTripletd",
     "RandSliceTripletD",
     "RandSliceTripletDict",
@@ -68,6 +71,26 @@ class PercentileScaled(MapTransform, InvertibleTransform):
         return d
 
 
+class SliceSplined(MapTransform):
+    """Dictionary-based :py:class:`SliceSpline`: the spline of the volume at ``keys`` (one key) goes to ``spline_key``,
+    for :py:class:`RandSliceTripletd` and :py:class:`SliceTripletsd` to cut. Deterministic: cached with the volume."""
+
+    backend = SliceSpline.backend
+
+    def __init__(self, keys: KeysCollection, spline_key: str = "spline", allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"SliceSplined takes exactly one key (the volume), got {self.keys}.")
+        self.spline_key = spline_key
+        self.transform = SliceSpline()
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.spline_key] = self.transform(d[key])
+        return d
+
+
 class RandSliceTripletd(Randomizable, MapTransform):
     """Dictionary-based :py:class:`RandSliceTriplet`: ``num_samples`` patches per volume.
 
@@ -81,6 +104,8 @@ class RandSliceTripletd(Randomizable, MapTransform):
         patch_size, min_foreground, random_axis, max_anisotropy, max_tries: as :py:class:`RandSliceTriplet`.
         allow_missing_keys: don't raise if the key is missing. Defaults to False.
         context: K neighbours on each side, a 2K-channel input (:py:class:`RandSliceTriplet`). Defaults to 1.
+        spline_key: the key of the volume's :py:class:`SliceSplined` output, appended to the input as its last
+            channel, and dropped from the returned dicts; None for none. Defaults to None.
 
     Example::
 
@@ -104,10 +129,12 @@ class RandSliceTripletd(Randomizable, MapTransform):
         max_tries: int = 10,
         allow_missing_keys: bool = False,
         context: int = 1,
+        spline_key: str | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"RandSliceTripletd takes exactly one key (the volume), got {self.keys}.")
+        self.spline_key = spline_key
         if num_samples < 1:
             raise ValueError(f"num_samples must be positive, got {num_samples}.")
         self.label_key = label_key
@@ -125,9 +152,10 @@ class RandSliceTripletd(Randomizable, MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
         out = []
         for key in self.key_iterator(dict(data)):
+            spline = None if self.spline_key is None else data[self.spline_key]
             for _ in range(self.num_samples):
-                x, y = self.sampler(data[key])
-                sample = dict(data)
+                x, y = self.sampler(data[key], spline=spline)
+                sample = {k: v for k, v in data.items() if k != self.spline_key}
                 sample[key], sample[self.label_key] = x, y
                 out.append(sample)
         return out
@@ -137,25 +165,27 @@ class SliceTripletsd(MapTransform):
     """Dictionary-based :py:class:`SliceTriplets`: one dict per kept odd slice, full size, for validation.
 
     Each dict is a copy of the input with ``keys`` (one key: the volume) replaced by the 2-channel input (2K with
-    ``context`` K) and ``label_key`` set to the target slice; with ``list_data_collate`` a batch of one volume becomes
-    all its slices.
+    ``context`` K, 2K + 1 with the spline at ``spline_key``, which is dropped) and ``label_key`` set to the target
+    slice; with ``list_data_collate`` a batch of one volume becomes all its slices.
     """
 
     backend = SliceTriplets.backend
 
     def __init__(self, keys: KeysCollection, label_key: str = "label", stride: int = 1, allow_missing_keys: bool = False,
-                 context: int = 1):
+                 context: int = 1, spline_key: str | None = None):
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"SliceTripletsd takes exactly one key (the volume), got {self.keys}.")
         self.label_key = label_key
+        self.spline_key = spline_key
         self.splitter = SliceTriplets(stride, context)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
         out = []
         for key in self.key_iterator(dict(data)):
-            for x, y in self.splitter(data[key]):
-                sample = dict(data)
+            spline = None if self.spline_key is None else data[self.spline_key]
+            for x, y in self.splitter(data[key], spline=spline):
+                sample = {k: v for k, v in data.items() if k != self.spline_key}
                 sample[key], sample[self.label_key] = x, y
                 out.append(sample)
         return out
@@ -163,5 +193,6 @@ class SliceTripletsd(MapTransform):
 
 SliceAxisD = SliceAxisDict = SliceAxisd
 PercentileScaleD = PercentileScaleDict = PercentileScaled
+SliceSplineD = SliceSplineDict = SliceSplined
 RandSliceTripletD = RandSliceTripletDict = RandSliceTripletd
 SliceTripletsD = SliceTripletsDict = SliceTripletsd

@@ -1,6 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 """Residual Interpolation CNN: predicts slice i from its 2K neighbours (i-1, i+1; or i-3, i-1, i+1, i+3) as a residual
-over their interpolation."""
+over their interpolation, or over the cubic spline through the volume's slices (the context CNN)."""
 
 from __future__ import annotations
 
@@ -31,23 +31,31 @@ class ResidualInterpolationNet(nn.Module):
     """Conv(in->channels)+act, ``num_res_blocks`` residual blocks, Conv(channels->out), plus a global skip.
 
     The global skip adds the interpolation of the neighbouring slices that the input channels hold: their mean for 2
-    (slices i-1, i+1), the four-tap cubic-like filter (-1, 9, 9, -1) / 16 for 4 (slices i-3, i-1, i+1, i+3). The
-    network learns the residual over that estimate and starts as it when its last layer is zero.
+    (slices i-1, i+1), the four-tap cubic-like filter (-1, 9, 9, -1) / 16 for 4 (slices i-3, i-1, i+1, i+3). With
+    ``spline_skip`` the last of the ``2K + 1`` input channels is an estimate of slice i (the natural cubic spline
+    through the volume's slices, evaluated at i: the protocol's ``cubic``), and the skip is that channel. The network
+    learns the residual over its skip and starts exactly at it when its last layer is zero.
 
     Args:
         spatial_dims: 2 for slices. Defaults to 2.
-        in_channels: neighbouring slices given, 2 or 4. Defaults to 2.
+        in_channels: input channels: 2K neighbouring slices (2 or 4), or 2K + 1 with ``spline_skip`` (3, 5, 7...).
+            Defaults to 2.
         out_channels: slices predicted. Defaults to 1.
         channels: feature width. Defaults to 64.
         num_res_blocks: residual blocks. Defaults to 5.
         act: activation factory name or ``(name, args)``. Defaults to ``"relu"``.
         zero_init_last: start the last convolution at zero, i.e. at the skip's interpolation. Defaults to True.
+        spline_skip: the last input channel is the estimate used as the skip. Defaults to False.
 
     Example::
 
         >>> net = ResidualInterpolationNet(channels=8, num_res_blocks=1)
         >>> net(torch.rand(3, 2, 32, 32)).shape
         torch.Size([3, 1, 32, 32])
+        >>> context = ResidualInterpolationNet(in_channels=5, channels=8, num_res_blocks=1, spline_skip=True)
+        >>> x = torch.rand(3, 5, 32, 32)  # slices i-3, i-1, i+1, i+3 and the spline at i
+        >>> bool((context(x) == x[:, 4:]).all())  # untrained: the spline exactly
+        True
 
     Raises:
         ValueError: non-positive ``channels``, ``in_channels`` or ``out_channels``, negative ``num_res_blocks``.
@@ -62,6 +70,7 @@ class ResidualInterpolationNet(nn.Module):
         num_res_blocks: int = 5,
         act: str | tuple = "relu",
         zero_init_last: bool = True,
+        spline_skip: bool = False,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, channels) < 1:
@@ -69,9 +78,12 @@ class ResidualInterpolationNet(nn.Module):
                              f"{out_channels}, {channels}.")
         if num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must not be negative, got {num_res_blocks}.")
-        if in_channels not in SKIP_FILTERS:
+        if spline_skip and (in_channels < 3 or in_channels % 2 == 0):
+            raise ValueError(f"with spline_skip, in_channels must be 2K + 1 (2K neighbours and the spline), got {in_channels}.")
+        if not spline_skip and in_channels not in SKIP_FILTERS:
             raise ValueError(f"in_channels must be one of {sorted(SKIP_FILTERS)} (2K neighbouring slices), got {in_channels}.")
         self.in_channels = in_channels
+        self.spline_skip = spline_skip
         self.head = Convolution(spatial_dims, in_channels, channels, kernel_size=3, act=act, norm=None)
         self.body = nn.Sequential(*(_ResidualBlock(spatial_dims, channels, act) for _ in range(num_res_blocks)))
         self.tail = Convolution(spatial_dims, channels, out_channels, kernel_size=3, conv_only=True)
@@ -80,7 +92,9 @@ class ResidualInterpolationNet(nn.Module):
             nn.init.zeros_(self.tail.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels == 2:
+        if self.spline_skip:
+            estimate = x[:, -1:]
+        elif self.in_channels == 2:
             estimate = x.mean(dim=1, keepdim=True)
         else:  # SKIP_FILTERS[4]
             estimate = (9 * (x[:, 1:2] + x[:, 2:3]) - (x[:, 0:1] + x[:, 3:4])) / 16
