@@ -9,13 +9,17 @@ own.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import resource
+import sys
 import time
 
 import numpy as np
 
-__all__ = ["synthetic_volume", "count_macs", "matmul_ceiling", "run_benchmarks"]
+from misr_monai.costs import count_macs, matmul_ceiling
+
+__all__ = ["synthetic_volume", "run_benchmarks", "add_arguments", "run_from_args", "main"]
 
 
 def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
@@ -32,47 +36,11 @@ def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
     return np.clip(volume, 0, None, out=volume)
 
 
-def count_macs(predictor, size: int = 64) -> tuple[int, float]:
-    """Parameters and multiply-adds per output voxel of a slice predictor (0, 0 for an interpolation).
-
-    ``torch.utils.flop_counter.FlopCounterMode`` counts every convolution, matrix multiply and attention while the
-    predictor reconstructs one ``size`` x ``size`` slice, so a sampling model's every network pass and sample counts.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    module = getattr(predictor, "unet", None) or getattr(predictor, "network", None)
-    if not isinstance(module, torch.nn.Module):
-        return 0, 0.0
-    slices = np.random.default_rng(0).uniform(0, 1000, (2, size, size)).astype(np.float32)
-    with FlopCounterMode(display=False) as counter:
-        predictor(slices)
-    return sum(p.numel() for p in module.parameters()), counter.get_total_flops() / 2 / size**2
-
-
-def matmul_ceiling(dtype: str = "fp32", device: str = "cpu", n: int = 2048, seconds: float = 1.5) -> float:
-    """Multiply-adds per second of the fastest of repeated ``n`` x ``n`` matrix multiplies in ``dtype``."""
-    import torch
-
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    a = torch.randn(n, n, device=device).to(torch_dtype)
-    b = torch.randn(n, n, device=device).to(torch_dtype)
-    best, spent = float("inf"), 0.0
-    a @ b  # warm-up: kernel selection and first-touch
-    while spent < seconds:
-        start = time.perf_counter()
-        a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        took = time.perf_counter() - start
-        best, spent = min(best, took), spent + took
-    return n**3 / best
-
-
 def _measure(method: str, shape, device: str, batch_size: int, precision: str, queue) -> None:
     import torch
 
-    from misr_monai.inference import load_predictor, upsample_array
+    from misr_monai.bundles import load_predictor
+    from misr_monai.volume import upsample_array
 
     volume = synthetic_volume(shape)
     predict = load_predictor(method, device, batch_size, precision=precision)
@@ -96,7 +64,8 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
                    precisions=("fp32",)) -> dict:
     """Print and return the same-run matmul ceilings and, per method and precision, its time, slices/s, achieved
     multiply-adds per second, their ratio to the ceilings, and peak memory."""
-    from misr_monai.inference import BASELINES, native_bf16
+    from misr_monai.interpolation import BASELINES
+    from misr_monai.precision import native_bf16
 
     ctx = multiprocessing.get_context("spawn")
     half = "bf16" if not device.startswith("cuda") or native_bf16(device) else "fp16"
@@ -134,9 +103,47 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
     return {"ceilings": ceilings, "ceilings_after": after, "results": results}
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``misr benchmark`` and ``python -m misr_monai.benchmarks``."""
+    parser.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")
+    parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128), help="volume shape (default: 256 256 128)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
+    parser.add_argument("--precision", default="fp32", help="comma-separated precisions to time: fp32, bf16 (autocast; "
+                        "needs native bfloat16), auto (default: fp32)")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """Run the benchmark that :py:func:`add_arguments`'s options describe.
+
+    Raises:
+        InputError: an unknown precision.
+    """
+    import torch
+
+    from misr_monai.io import InputError
+    from misr_monai.precision import PRECISIONS
+
+    precisions = args.precision.split(",")
+    if not set(precisions) <= set(PRECISIONS):
+        raise InputError(f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}, got {args.precision!r}.")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return run_benchmarks(args.methods.split(","), tuple(args.shape), device, args.batch_size, precisions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m misr_monai.benchmarks``: the same command as ``misr benchmark``; returns the exit code."""
+    from misr_monai.io import InputError
+
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m misr_monai.benchmarks", description=__doc__.splitlines()[0]))
+    try:
+        run_from_args(parser.parse_args(argv))
+    except InputError as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    import sys
-
-    from misr_monai.cli import main
-
-    sys.exit(main(["benchmark", *sys.argv[1:]]))
+    sys.exit(main())

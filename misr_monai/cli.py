@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from misr_monai.benchmarks import add_arguments as add_benchmark_arguments
+
 __all__ = ["main"]
 
 DEMO_VOLUME = Path(__file__).parent / "data" / "sub-53_T1w.nii.gz"
@@ -35,7 +37,8 @@ def _make_folder(path) -> Path:
 
 
 def _upsample(args) -> None:
-    from misr_monai.inference import SliceInterpolationInferer, load_predictor, upsample_file
+    from misr_monai.bundles import load_predictor
+    from misr_monai.volume import SliceInterpolationInferer, upsample_file
 
     predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
                              args.precision)
@@ -78,7 +81,7 @@ def _demo(args) -> None:
 
 def _evaluate(args) -> None:
     from misr_monai.evaluation import evaluate
-    from misr_monai.inference import load_predictor
+    from misr_monai.bundles import load_predictor
     from misr_monai.io import InputError
 
     methods = [m for m in args.methods.split(",") if m]
@@ -119,7 +122,7 @@ def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> dict:
 
 
 def _uncertainty(args) -> None:
-    from misr_monai.inference import load_predictor
+    from misr_monai.bundles import load_predictor
     from misr_monai.io import InputError
     from misr_monai.uncertainty import uncertainty_study
 
@@ -137,28 +140,22 @@ def _uncertainty(args) -> None:
 
 def _datalist(args) -> None:
     from misr_monai.datalist import make_datalist, write_datalist
-    from misr_monai.io import InputError, check_output_path
+    from misr_monai.io import SkippedInputs, check_output_path
 
     check_output_path(args.out, args.overwrite)
-    datalist = make_datalist(args.dir, args.pattern, args.val, args.test, args.seed)
+    skipped = SkippedInputs("files", f"left out of {args.out} (listed under 'excluded')")
+    datalist = make_datalist(args.dir, args.pattern, args.val, args.test, args.seed, skipped)
     write_datalist(datalist, args.out)
     splits = {k: v for k, v in datalist.items() if k != "excluded"}
     counts = ", ".join(f"{k} {len({e['subject'] for e in v})} subjects/{len(v)} files" for k, v in splits.items())
     print(f"{args.out}: {counts}")
-    if "excluded" in datalist:
-        raise InputError(f"{len(datalist['excluded'])} unusable files were left out of {args.out} (listed under 'excluded').")
+    skipped.raise_if_any(args.dir)
 
 
 def _benchmark(args) -> None:
-    from misr_monai.benchmarks import run_benchmarks
+    from misr_monai.benchmarks import run_from_args
 
-    from misr_monai.inference import PRECISIONS
-    from misr_monai.io import InputError
-
-    precisions = args.precision.split(",")
-    if not set(precisions) <= set(PRECISIONS):
-        raise InputError(f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}, got {args.precision!r}.")
-    run_benchmarks(args.methods.split(","), tuple(args.shape), _device(args.device), args.batch_size, precisions)
+    run_from_args(args)
 
 
 def _curve(args) -> None:
@@ -278,9 +275,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="time, multiply-adds per second against a same-run matmul ceiling, and memory "
                                          "of each method on a synthetic volume")
-    p.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")
-    p.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128), help="volume shape (default: 256 256 128)")
-    model_options(p)
+    add_benchmark_arguments(p)
     p.set_defaults(func=_benchmark)
     return parser
 

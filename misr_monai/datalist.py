@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.io import InputError, atomic_write, load_header, print_error
+from misr_monai.io import InputError, SkippedInputs, atomic_write, load_header
 
 __all__ = ["subject_id", "make_datalist", "write_datalist", "load_split"]
 
@@ -39,7 +39,8 @@ def _count(value: float, total: int, name: str) -> int:
     return int(round(value * total)) if value < 1 else int(value)
 
 
-def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: float = 0.2, test: float = 0.2, seed: int = 0):
+def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: float = 0.2, test: float = 0.2, seed: int = 0,
+                  skipped: SkippedInputs | None = None):
     """Split the NIfTI files under ``root`` into training, validation and test sets by subject.
 
     Args:
@@ -48,6 +49,7 @@ def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: floa
         val: validation subjects: a fraction (< 1) or a count (>= 1). Defaults to 0.2.
         test: test subjects, likewise. Defaults to 0.2.
         seed: shuffling seed; the same files and seed give the same split. Defaults to 0.
+        skipped: where the unusable files are recorded (:py:class:`~misr_monai.io.SkippedInputs`). Defaults to a new one.
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``, each entry ``{"image": path, "subject": id}``,
@@ -64,15 +66,11 @@ def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: floa
     if not files:
         raise InputError(f"{root}: no NIfTI files match {pattern!r}.")
     subjects: dict[str, list[str]] = {}
-    excluded = []
+    skipped = SkippedInputs("files") if skipped is None else skipped
     for f in files:
-        try:
+        with skipped.guard(f.relative_to(root).as_posix()):
             load_header(f)
-        except InputError as err:
-            print_error(err)
-            excluded.append(f.relative_to(root).as_posix())
-            continue
-        subjects.setdefault(subject_id(f), []).append(f.relative_to(root).as_posix())
+            subjects.setdefault(subject_id(f), []).append(f.relative_to(root).as_posix())
     if not subjects:
         raise InputError(f"{root}: none of the {len(files)} NIfTI files matching {pattern!r} is usable.")
     order = sorted(subjects)
@@ -85,7 +83,7 @@ def make_datalist(root: str | os.PathLike, pattern: str = "**/*.nii*", val: floa
         split: [{"image": path, "subject": s} for s in sorted(ids) for path in subjects[s]]
         for split, ids in (("training", groups["training"]), ("validation", groups["validation"]), ("test", groups["test"]))
     }
-    return {**datalist, "excluded": excluded} if excluded else datalist
+    return {**datalist, "excluded": list(skipped.names)} if skipped.names else datalist
 
 
 def write_datalist(datalist: dict, path: str | os.PathLike) -> None:

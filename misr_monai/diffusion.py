@@ -19,7 +19,7 @@ from monai.engines import DiffusionPrepareBatch, default_prepare_batch
 from monai.inferers import DiffusionInferer, Inferer
 from monai.networks.schedulers import DDIMScheduler
 
-from misr_monai.inference import NetworkPredictor
+from misr_monai.predictors import NetworkPredictor
 
 __all__ = [
     "FAST_DDPM_TIMESTEPS",
@@ -249,7 +249,7 @@ class FastDDPMSampler(Inferer):
 
 
 class SamplingPredictor(NetworkPredictor):
-    """The volume path's slice predictor for a diffusion model (see :py:class:`misr_monai.inference.NetworkPredictor`).
+    """The volume path's slice predictor for a diffusion model (see :py:class:`misr_monai.predictors.NetworkPredictor`).
 
     The sampler is re-seeded for every volume, so the same file and seed give the same output. With
     ``sampler.num_samples`` K > 1, :py:meth:`predict_with_std` also gives the per-voxel standard deviation of the K
@@ -265,11 +265,10 @@ class SamplingPredictor(NetworkPredictor):
     def __init__(self, network: torch.nn.Module, sampler: FastDDPMSampler, device: str | torch.device = "cpu",
                  batch_size: int = 8, percentile: float = 99.5, progress: bool = False, precision: str = "fp32",
                  bf16_psnr_change_db: float | None = None) -> None:
-        self.unet = network.eval()
-        if torch.device(device).type == "cpu":
-            self.unet = self.unet.to(memory_format=torch.channels_last)  # oneDNN's fast layout (about 8% here)
+        self.unet = network
         self.sampler = sampler
-        super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db)
+        super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db,
+                         modules=[network])  # channels-last: oneDNN's fast layout (about 8% here)
         self.sampler.bf16 = self.precision == "bf16"
 
     def _mean_and_std(self, pairs: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,13 @@ from ignite.engine import Engine
 from monai.data import Dataset
 
 from misr_monai.datalist import load_split
-from misr_monai.inference import SlicePredictor, check_slice_axis, upsample_array
-from misr_monai.io import InputError, atomic_write, load_volume, print_error
+from misr_monai.interpolation import SlicePredictor
+from misr_monai.io import SkippedInputs, atomic_write, load_volume
+from misr_monai.volume import check_slice_axis, upsample_array
 from misr_monai.metrics import METRICS, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
+__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "dataset_of", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
                    "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "gain_db", "seconds")
@@ -41,7 +42,9 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     return scores, reconstructions
 
 
-def _dataset_of(entry: dict, default: str) -> str:
+def dataset_of(entry: dict, default: str) -> str:
+    """The dataset a datalist entry belongs to: its ``dataset`` key, else the first folder of its image path, else
+    ``default`` (the datalist's name)."""
     image = Path(entry["image"])
     return entry.get("dataset") or (image.parts[0] if len(image.parts) > 1 else default)
 
@@ -50,7 +53,7 @@ def protocol_dataset(datalists: list[str | os.PathLike], split: str, dataset_dir
     """The volumes of one split of each datalist, as a MONAI ``Dataset`` of ``{"image": path, "volume": its datalist
     path, "dataset": its dataset name}`` (and ``"axis"`` where the datalist gives one)."""
     return Dataset([{**e, "image": str(Path(dataset_dir) / e["image"]), "volume": e["image"],
-                     "dataset": _dataset_of(e, Path(dl).stem)} for dl in datalists for e in load_split(dl, split)])
+                     "dataset": dataset_of(e, Path(dl).stem)} for dl in datalists for e in load_split(dl, split)])
 
 
 class ProtocolEvaluator(Engine):
@@ -78,7 +81,7 @@ class ProtocolEvaluator(Engine):
         self.dataset, self.predictors, self.figures = dataset, predictors, figures
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.rows: list[dict] = []
-        self.failed: list[str] = []
+        self.skipped = SkippedInputs("volumes", "left out of the tables")
         self.written: list[Path] = []
         if progress:
             from ignite.handlers import ProgressBar
@@ -86,15 +89,15 @@ class ProtocolEvaluator(Engine):
             ProgressBar(persist=True, desc="evaluate").attach(self)
 
     def _iteration(self, engine: Engine, item: dict) -> list[dict]:
-        path = Path(item["image"])
-        try:
-            truth, img = load_volume(path)
+        rows: list[dict] = []
+        with self.skipped.guard(item["volume"]):
+            truth, img = load_volume(item["image"])
             axis = item.get("axis", find_slice_axis(img.affine))
-            check_slice_axis(path, truth.shape, axis)
-        except InputError as err:
-            print_error(err)
-            self.failed.append(item["volume"])
-            return []
+            check_slice_axis(item["image"], truth.shape, axis)
+            rows = self._score(item, truth, img, axis)
+        return rows
+
+    def _score(self, item: dict, truth: np.ndarray, img, axis: int) -> list[dict]:
         scores, reconstructions = evaluate_volume(truth, axis, self.predictors)
         rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
                 for m, s in scores.items()]
@@ -114,7 +117,8 @@ class ProtocolEvaluator(Engine):
 
     def run(self) -> tuple[list[dict], list[dict]]:  # type: ignore[override]
         """Evaluate every volume and write the tables; return ``(per_volume_rows, summary_rows)``."""
-        self.rows, self.failed, self.written = [], [], []
+        self.rows, self.written = [], []
+        self.skipped = SkippedInputs("volumes", "left out of the tables")
         try:
             super().run([self.dataset[i] for i in range(len(self.dataset))], max_epochs=1)
         except BaseException:
@@ -127,8 +131,7 @@ class ProtocolEvaluator(Engine):
             for name, table, cols in (("per_volume", self.rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
                 write_table(table, cols, self.output_dir / f"{name}.csv")
                 write_table(table, cols, self.output_dir / f"{name}.md")
-        if self.failed:
-            raise InputError(f"{len(self.failed)} volumes failed and were left out of the tables: {', '.join(self.failed)}.")
+        self.skipped.raise_if_any()
         return self.rows, summary
 
 

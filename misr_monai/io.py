@@ -8,14 +8,14 @@ import math
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 __all__ = ["InputError", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
-           "report_input_errors",
-           "print_error", "file_sha256"]
+           "report_input_errors", "input_error_in", "print_error", "SkippedInputs", "file_sha256"]
 
 
 class InputError(ValueError):
@@ -190,6 +190,64 @@ def print_error(err: Exception) -> None:
     tqdm.write("error: " + " ".join(str(err).split()), file=sys.stderr)
 
 
+class SkippedInputs:
+    """Report a bad input in one line and go on; name them all in one summary at the end.
+
+    Every place that processes many files (folder upsampling, the protocol's evaluators, ``misr compare``, ``misr
+    datalist``) runs each file under :py:meth:`guard`: an :py:class:`InputError` is printed as ``error: FILE:
+    problem`` (:py:func:`print_error`) and the file is recorded; :py:meth:`raise_if_any` then raises the one summary
+    line, ``[SOURCE: ]N[ of TOTAL] WHAT failed[, CONSEQUENCE]: NAMES.``
+
+    Args:
+        what: what the items are, plural (``"files"``, ``"volumes"``). Defaults to ``"files"``.
+        consequence: what became of them (``"left out of the tables"``), or ``""``. Defaults to ``""``.
+
+    Example::
+
+        >>> skipped = SkippedInputs("volumes", "left out of the tables")
+        >>> for name in ("a.nii.gz", "b.nii.gz"):
+        ...     with skipped.guard(name):
+        ...         if name == "b.nii.gz":
+        ...             raise InputError(f"{name}: 2 slices along axis 2; at least 3 are needed.")
+        >>> skipped.names
+        ['b.nii.gz']
+    """
+
+    def __init__(self, what: str = "files", consequence: str = "") -> None:
+        self.what, self.consequence = what, consequence
+        self.names: list[str] = []
+
+    @contextmanager
+    def guard(self, name: str | os.PathLike):
+        """Run the block for input ``name``; an :py:class:`InputError` is said in one line and ``name`` recorded."""
+        try:
+            yield
+        except InputError as err:
+            print_error(err)
+            self.names.append(str(name))
+
+    def raise_if_any(self, source: str = "", total: int | None = None) -> None:
+        """Raise the summary :py:class:`InputError` if any input failed.
+
+        Args:
+            source: where the inputs came from (a folder), or ``""``. Defaults to ``""``.
+            total: how many inputs there were, or None to leave it out. Defaults to None.
+        """
+        if self.names:
+            head = f"{source}: " if source else ""
+            count = f"{len(self.names)} of {total}" if total is not None else f"{len(self.names)}"
+            tail = f", {self.consequence}" if self.consequence else ""
+            raise InputError(f"{head}{count} {self.what} failed{tail}: {', '.join(self.names)}.")
+
+
+def input_error_in(err: BaseException) -> InputError | None:
+    """The :py:class:`InputError` in ``err``'s chain of causes (MONAI's config parser wraps what configs raise), or None."""
+    cause = err
+    while cause is not None and not isinstance(cause, InputError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def report_input_errors() -> None:
     """Make an uncaught :py:class:`InputError` end the process with its one line, not a traceback.
 
@@ -199,9 +257,7 @@ def report_input_errors() -> None:
     previous = sys.excepthook
 
     def hook(kind, err, traceback):
-        cause = err
-        while cause is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__ or cause.__context__
+        cause = input_error_in(err)
         if cause is None:
             previous(kind, err, traceback)
         else:

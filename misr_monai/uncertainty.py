@@ -10,8 +10,8 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from misr_monai.datalist import load_split
-from misr_monai.evaluation import _dataset_of, write_table
-from misr_monai.inference import check_slice_axis
+from misr_monai.evaluation import dataset_of, write_table
+from misr_monai.volume import check_slice_axis
 from misr_monai.io import load_volume
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor
 
@@ -61,7 +61,7 @@ def uncertainty_study(
         e, s = err[fg].astype(np.float64), std01[fg].astype(np.float64)
         pooled_err.append(e)
         pooled_std.append(s)
-        row = {"dataset": _dataset_of(entry, default), "volume": entry["image"], "samples": predictor.sampler.num_samples,
+        row = {"dataset": dataset_of(entry, default), "volume": entry["image"], "samples": predictor.sampler.num_samples,
                "slices": len(odd), **_correlations(e, s)}
         rows.append(row)
         best = int(np.argmax(fg.sum(axis=(1, 2))))

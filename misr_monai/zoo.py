@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from misr_monai.inference import load_network
+from misr_monai.weights import load_network
 from misr_monai.io import InputError, atomic_write, file_sha256
 
 __all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml",

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import misr_monai.inference as inference
-from misr_monai.benchmarks import count_macs, run_benchmarks
+import misr_monai.precision as precision_module
+import misr_monai.predictors as predictors
+from misr_monai.benchmarks import run_benchmarks
+from misr_monai.costs import count_macs
 from misr_monai.cli import main
-from misr_monai.inference import NetworkPredictor, resolve_precision
+from misr_monai.precision import resolve_precision
+from misr_monai.predictors import NetworkPredictor
 from misr_monai.io import InputError
 from misr_monai.networks.nets import ResidualInterpolationNet
 from misr_monai.transforms.utils import percentile_scale_factor
@@ -39,12 +42,12 @@ def test_precision_choices_and_a_cpu_without_bf16(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     with pytest.raises(InputError, match="one of fp32, bf16, auto"):
         resolve_precision("fp16")
-    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": True)
     assert resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto", bf16_psnr_change_db=-0.002) == "bf16"
     assert resolve_precision("auto", bf16_psnr_change_db=0.05) == "fp32"  # measured too large a change
     assert resolve_precision("auto") == "fp32"  # never measured
-    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": False)
     assert resolve_precision("auto", bf16_psnr_change_db=0.0) == "fp32"
     with pytest.raises(InputError, match="no native bfloat16"):
         resolve_precision("bf16")
@@ -52,7 +55,7 @@ def test_precision_choices_and_a_cpu_without_bf16(monkeypatch):
 
 def test_precision_option_on_the_command_line(tmp_path, monkeypatch, capsys):
     src = write_nifti(tmp_path / "a.nii.gz", smooth_volume((24, 20, 5)))
-    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": False)
     assert main(["upsample", str(src), str(tmp_path / "b.nii.gz"), "--precision", "bf16", "--device", "cpu"]) == 2
     assert "no native bfloat16" in capsys.readouterr().err and not (tmp_path / "b.nii.gz").exists()
     assert main(["upsample", str(src), str(tmp_path / "c.nii.gz"), "--precision", "auto", "--device", "cpu"]) == 0
@@ -70,7 +73,7 @@ def test_channels_last_and_bf16_match_fp32_nchw():
         reference = (net(torch.stack([x[:-1], x[1:]], 1)) * scale).numpy()[:, 0]
     fast = NetworkPredictor(net)(slices)  # channels-last on CPU
     np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-4 * scale)
-    if inference.native_bf16():
+    if precision_module.native_bf16():
         bf16 = NetworkPredictor(net, precision="bf16")(slices)
         assert 0 < np.abs(bf16 - reference).max() < 0.05 * scale  # bf16 keeps 8 bits of mantissa
 
@@ -82,7 +85,7 @@ def test_batches_are_bounded_by_pixels_not_batch_size(monkeypatch):
         seen.append(pairs.shape[0])
         return pairs.mean(1, keepdim=True)
 
-    monkeypatch.setitem(inference.BATCH_PIXELS, "cpu", 3 * 16 * 16)
+    monkeypatch.setitem(predictors.BATCH_PIXELS, "cpu", 3 * 16 * 16)
     out = NetworkPredictor(network, batch_size=64)(smooth_volume((9, 16, 16)))
     assert seen == [3, 3, 2] and out.shape == (8, 16, 16)
 
@@ -125,10 +128,10 @@ def test_data_wait_handler_measures_the_share_spent_fetching():
 
 
 def test_auto_precision_follows_the_bundles_measured_change(monkeypatch):
-    from misr_monai.inference import load_predictor
+    from misr_monai.bundles import load_predictor
 
-    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": True)
     assert load_predictor("residual_cnn", precision="auto").precision == "bf16"  # measured -0.0024 dB
     assert load_predictor("residual_cnn").precision == "fp32"  # the API's default stays fp32
-    monkeypatch.setattr(inference, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": False)
     assert load_predictor("residual_cnn", precision="auto").precision == "fp32"

@@ -116,7 +116,8 @@ def test_4d_single_volume_and_axis_option(tmp_path, capsys):
 
 def test_demo_writes_volume_and_figure(tmp_path):
     from misr_monai.cli import DEFAULT_MODEL
-    from misr_monai.inference import NetworkPredictor, load_predictor
+    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors import NetworkPredictor
 
     assert isinstance(load_predictor(DEFAULT_MODEL), NetworkPredictor)  # the shipped, pretrained bundle
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
@@ -143,7 +144,7 @@ def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae",
-                             "mse", "edge_ratio", "tp_ratio", "gain_db", "seconds"]
+                             "mse", "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "gain_db", "seconds"]
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"linear", "cubic"} and by_method["linear"]["volumes"] == "4"
     assert float(by_method["linear"]["gain_db"]) == 0.0 and int(by_method["cubic"]["slices"]) == 4 * 6

@@ -12,7 +12,7 @@ import torch
 from monai.data import MetaTensor
 
 from misr_monai.cli import main
-from misr_monai.inference import NetworkPredictor
+from misr_monai.predictors import NetworkPredictor
 from misr_monai.networks.nets import ResidualInterpolationNet
 from misr_monai.transforms import RandSliceTriplet, SliceTriplets
 from misr_monai.transforms.utils import neighbour_offsets, reflect_index
@@ -94,7 +94,8 @@ CONTEXT_BUNDLE = BUNDLE.parent / "mri_slice_interpolation_context_cnn"
 
 
 def test_the_spline_skip_of_an_untrained_context_network_is_the_protocol_cubic_exactly():
-    from misr_monai.inference import cubic_interpolate, upsample_array
+    from misr_monai.interpolation import cubic_interpolate
+    from misr_monai.volume import upsample_array
 
     volume = smooth_volume((11, 14, 12), seed=5) * 700 + 30
     for context in (2, 3):

@@ -5,13 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from misr_monai.inference import (
-    NetworkPredictor,
-    cubic_interpolate,
-    linear_interpolate,
-    upsample_array,
-    upsample_file,
-)
+from misr_monai.interpolation import cubic_interpolate, linear_interpolate
+from misr_monai.predictors import NetworkPredictor
+from misr_monai.volume import upsample_array, upsample_file
 from tests.conftest import smooth_volume, write_nifti
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from misr_monai.evaluation import evaluate_volume
-from misr_monai.inference import BASELINES
+from misr_monai.interpolation import BASELINES
 from misr_monai.io import load_volume
 from misr_monai.transforms import find_slice_axis
 from tests.conftest import SHARED_MRI, needs_shared

@@ -4,9 +4,10 @@ from __future__ import annotations
 from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
 from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
 from .determinism import EpochSeedHandler
+from .distributed import RANK_ZERO_HANDLERS, handlers_for_rank
 from .timing import DataWaitHandler
 from .upsampling import UpsampleEvaluator, volume_dataset
 
 __all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
-           "PairedAdversarialTrainer", "UpsampleEvaluator", "VersionStamp", "adversarial_stats", "latest_checkpoint",
+           "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "UpsampleEvaluator", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
            "versions", "volume_dataset"]

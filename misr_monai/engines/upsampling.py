@@ -9,8 +9,9 @@ from pathlib import Path
 from ignite.engine import Engine
 from monai.data import Dataset
 
-from misr_monai.inference import SliceInterpolationInferer, SlicePredictor, upsample_file
-from misr_monai.io import InputError, print_error
+from misr_monai.interpolation import SlicePredictor
+from misr_monai.io import InputError, SkippedInputs
+from misr_monai.volume import SliceInterpolationInferer, upsample_file
 
 __all__ = ["volume_dataset", "UpsampleEvaluator"]
 
@@ -33,7 +34,7 @@ def volume_dataset(input_dir: str | os.PathLike) -> Dataset:
 class UpsampleEvaluator(Engine):
     """An Ignite engine that upsamples each volume of ``dataset`` into ``output_dir``, under the same file name.
 
-    One iteration per ``{"image": path}`` item: :py:func:`misr_monai.inference.upsample_file` reads the volume, finds
+    One iteration per ``{"image": path}`` item: :py:func:`misr_monai.volume.upsample_file` reads the volume, finds
     its slice axis, runs ``inferer`` with ``network`` (a slice predictor) and writes the result atomically;
     ``engine.state.output`` is its summary. A bad file is said in one line on stderr and skipped; :py:meth:`run`
     raises an :py:class:`InputError` naming the bad files once the others are done. Inputs are only read.
@@ -64,20 +65,17 @@ class UpsampleEvaluator(Engine):
         self.dataset, self.output_dir, self.network, self.inferer = dataset, Path(output_dir), network, inferer
         self.axis, self.overwrite, self.std = axis, overwrite, std
         self.written: list[Path] = []
-        self.failed: list[str] = []
+        self.skipped = SkippedInputs("files")
         for handler in val_handlers or []:
             handler.attach(self)
 
     def _iteration(self, engine: Engine, item: dict) -> dict:
         path = Path(item["image"])
-        try:
+        summary = {}
+        with self.skipped.guard(path.name):
             summary = upsample_file(path, self.output_dir / path.name, self.network, self.axis, self.inferer.factor,
                                     self.overwrite, self.std)
-        except InputError as err:
-            print_error(err)
-            self.failed.append(path.name)
-            return {}
-        self.written.append(self.output_dir / path.name)
+            self.written.append(self.output_dir / path.name)
         return summary
 
     def run(self) -> list[Path]:  # type: ignore[override]
@@ -90,9 +88,7 @@ class UpsampleEvaluator(Engine):
         if self.output_dir.resolve() in folders:
             raise InputError(f"{self.output_dir}: the output folder must differ from the input folder (inputs are never modified).")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.written, self.failed = [], []
+        self.written, self.skipped = [], SkippedInputs("files")
         super().run([self.dataset[i] for i in range(len(self.dataset))], max_epochs=1)
-        if self.failed:
-            inputs = ", ".join(sorted(str(f) for f in folders))
-            raise InputError(f"{inputs}: {len(self.failed)} of {len(self.dataset)} files failed: {', '.join(self.failed)}.")
+        self.skipped.raise_if_any(", ".join(sorted(str(f) for f in folders)), len(self.dataset))
         return self.written

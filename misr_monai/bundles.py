@@ -1,0 +1,74 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""The registry of shipped bundles: their short names, folders, and the slice predictor each defines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from misr_monai.interpolation import BASELINES
+from misr_monai.io import InputError, input_error_in
+from misr_monai.precision import PRECISIONS
+
+__all__ = ["BUNDLES_DIR", "BUNDLES", "bundle_folder", "load_predictor"]
+
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+BUNDLES = {
+    "residual_cnn": "mri_slice_interpolation_residual_cnn",
+    "residual_cnn_4slice": "mri_slice_interpolation_residual_cnn_4slice",
+    "context_cnn": "mri_slice_interpolation_context_cnn",
+    "srgan": "mri_slice_interpolation_srgan",
+    "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
+}
+"""Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
+
+
+def bundle_folder(method: str) -> Path | None:
+    """The bundle folder named by ``method`` (a short name or a path), or None when it names none."""
+    folder = BUNDLES_DIR / BUNDLES[method] if method in BUNDLES else Path(method)
+    return folder if (folder / "configs" / "inference.json").is_file() else None
+
+
+def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
+                   samples: int = 1, seed: int | None = None, precision: str = "fp32"):
+    """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder.
+
+    A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
+    ``batch_size`` override the config's, and so do ``samples`` (K samples per slice) and ``seed`` for a sampling
+    model, whose config has them. ``precision`` (:py:data:`PRECISIONS`) goes to the config's ``precision``; ``auto``
+    reads the bundle's measured ``bf16_psnr_change_db``.
+
+    Raises:
+        InputError: an unknown method or precision, or a bundle without weights.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if method in BASELINES:
+        return BASELINES[method]
+    folder = bundle_folder(method)
+    if folder is None:
+        choices = ", ".join([*BASELINES, *BUNDLES])
+        raise InputError(f"unknown method {method!r}; choose one of {choices}, or a bundle folder with configs/inference.json.")
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(folder), "device": torch.device(device), "batch_size": batch_size})
+    if "precision" in parser:  # resolved once, by the predictor
+        parser.update({"precision": precision})
+    elif precision != "fp32":
+        raise InputError(f"{folder}: its inference config has no precision option; use --precision fp32.")
+    if "samples" in parser:
+        parser.update({"samples": samples, **({} if seed is None else {"seed": seed})})
+    if not Path(parser.get_parsed_content("checkpoint")).is_file():
+        raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
+    try:
+        predictor = parser.get_parsed_content("predictor")
+    except Exception as err:  # the config parser wraps a bad precision or weights file: say it in its one line
+        cause = input_error_in(err)
+        if cause is None:
+            raise
+        raise cause from None
+    predictor.progress = progress
+    return predictor

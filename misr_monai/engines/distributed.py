@@ -1,0 +1,33 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""Which handlers each process of a distributed run attaches: chosen by what they are, not by their place in a list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ignite.handlers import ProgressBar
+from monai.handlers import CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardImageHandler, TensorBoardStatsHandler
+
+from misr_monai.engines.checkpoint import KeepLatestCheckpoints
+
+__all__ = ["RANK_ZERO_HANDLERS", "handlers_for_rank"]
+
+RANK_ZERO_HANDLERS = (ProgressBar, StatsHandler, TensorBoardStatsHandler, TensorBoardImageHandler, MLFlowHandler,
+                      CheckpointSaver, KeepLatestCheckpoints)
+"""Handlers that report or write files: only the first process runs them, so that logs and checkpoints are written
+once. Every other handler (data timing, reseeding, LR schedule, validation, checkpoint loading) runs on every rank."""
+
+
+def handlers_for_rank(handlers: Sequence, rank: int, rank_zero: tuple = RANK_ZERO_HANDLERS) -> list:
+    """The ``handlers`` that process ``rank`` attaches: all of them on rank 0, elsewhere those not of ``rank_zero``'s
+    types (``multi_gpu_train.json``'s ``train#trainer#train_handlers`` and checkpoint handlers).
+
+    Example::
+
+        >>> from monai.handlers import LrScheduleHandler
+        >>> import torch
+        >>> lr = LrScheduleHandler(torch.optim.lr_scheduler.StepLR(torch.optim.SGD([torch.zeros(1)], 0.1), 1))
+        >>> [type(h).__name__ for h in handlers_for_rank([lr, StatsHandler()], rank=1)]
+        ['LrScheduleHandler']
+    """
+    return list(handlers) if rank == 0 else [h for h in handlers if not isinstance(h, rank_zero)]
