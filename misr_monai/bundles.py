@@ -18,6 +18,7 @@ BUNDLES = {
     "residual_cnn": "mri_slice_interpolation_residual_cnn",
     "residual_cnn_4slice": "mri_slice_interpolation_residual_cnn_4slice",
     "context_cnn": "mri_slice_interpolation_context_cnn",
+    "context_cnn_brain": "mri_slice_interpolation_context_cnn_brain",
     "srgan": "mri_slice_interpolation_srgan",
     "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
 }

@@ -187,27 +187,42 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affi
 
 
 def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str | os.PathLike, title: str = "") -> dict:
-    """Plot scalars logged by ``TensorBoardStatsHandler`` (all event files under ``log_dir``) against their step.
+    """Plot scalars logged by ``TensorBoardStatsHandler`` (all event files under ``log_dir``) against their step, one
+    line per folder of event files (a run; a resumed run's files merge), so that several runs compare in one figure.
+    Series of over 100 points (per-iteration losses) are drawn as a running mean over 2% of their length.
 
     Returns:
-        tag -> ``(steps, values)`` as plotted; tags with no events are left out.
+        tag -> ``(steps, values)`` as plotted (of the first run); tags with no events are left out.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    series: dict[str, dict[int, float]] = {}
+    runs: dict[str, dict[str, dict[int, float]]] = {}
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
+        run = runs.setdefault(events.parent.relative_to(log_dir).as_posix(), {})
         for tag in set(tags) & set(acc.Tags()["scalars"]):
-            series.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})  # resumed runs overlap
-    curves = {tag: (sorted(s), [s[k] for k in sorted(s)]) for tag, s in series.items()}
+            run.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})  # resumed runs overlap
+    present = [t for t in tags if any(t in r for r in runs.values())]
     plt = _pyplot()
-    fig, axes = plt.subplots(len(curves) or 1, 1, figsize=(7, 3 * max(len(curves), 1)), squeeze=False)
-    for ax, (tag, (steps, values)) in zip(axes[:, 0], curves.items()):
-        ax.plot(steps, values, marker="o" if len(steps) < 50 else None)
+    fig, axes = plt.subplots(len(present) or 1, 1, figsize=(7, 3 * max(len(present), 1)), squeeze=False)
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for ax, tag in zip(axes[:, 0], present):
+        for name, run in runs.items():
+            if tag in run:
+                steps = sorted(run[tag])
+                values = [run[tag][k] for k in steps]
+                curves.setdefault(tag, (steps, values))
+                if len(values) > 100:  # per-iteration losses: a running mean over 2% of the run
+                    width = len(values) // 50
+                    values = list(np.convolve(values, np.ones(width) / width, mode="same"))
+                label = None if len(runs) == 1 else (name if name != "." else Path(log_dir).name)
+                ax.plot(steps, values, marker="o" if len(steps) < 50 else None, label=label, linewidth=1)
         ax.set_xlabel("epoch" if tag.startswith("val") else "iteration")
         ax.set_ylabel(tag)
         ax.grid(alpha=0.3)
+        if len(runs) > 1:
+            ax.legend(fontsize=8)
     fig.suptitle(title or str(log_dir))
     _save(fig, path)
     return curves

@@ -13,7 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MRI = ROOT.parent / "shared" / "data" / "mri"
 BUNDLES = sorted(p for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
-"""Every bundle folder: the parametrised suites (Zoo checks, standalone runs, bad input, resume) cover each."""
+"""Every bundle folder: the parametrised Zoo checks and standalone runs cover each."""
+DATA_VARIANTS = {"mri_slice_interpolation_context_cnn_brain": "mri_slice_interpolation_context_cnn"}
+"""Bundles whose configs are another's but for their data and schedule (``test_bundle_variants`` checks it): the
+slow per-bundle suites (bad input, resume) run their code paths once, on the other."""
+CODE_BUNDLES = [b for b in BUNDLES if b.name not in DATA_VARIANTS]
+"""One bundle per code path, for the slow per-bundle suites."""
 SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
 """Offline stand-in for the Zoo's metadata schema (see the file's ``$comment``)."""
 needs_shared = pytest.mark.skipif(not SHARED_MRI.is_dir(), reason="../shared/data/mri is absent")

@@ -3,6 +3,7 @@ a volume, and the four-slice bundle's config."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -140,3 +141,14 @@ def test_one_training_iteration_of_the_context_bundle(synthetic, tmp_path):
     assert trainer.state.iteration == 1 and trainer.network.head.conv.in_channels == 5 and trainer.network.spline_skip
     assert np.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_psnr"])
     workflow.finalize()
+
+
+def test_bundle_variants_differ_only_in_data_and_schedule():
+    from tests.conftest import DATA_VARIANTS, ROOT
+
+    allowed = {"train_datasets", "max_epochs", "val_interval", "methods"}  # methods: the label in evaluate.json
+    for variant, base in DATA_VARIANTS.items():
+        for name in ("train.json", "inference.json", "evaluate.json", "multi_gpu_train.json"):
+            a = json.loads((ROOT / "bundles" / variant / "configs" / name).read_text())
+            b = json.loads((ROOT / "bundles" / base / "configs" / name).read_text())
+            assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} <= allowed, (variant, name)

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import BUNDLES, ROOT, smooth_volume, write_nifti
+from tests.conftest import CODE_BUNDLES, ROOT, smooth_volume, write_nifti
 from tests.fuzz_inputs import write_cases
 
 
@@ -65,7 +65,7 @@ def test_fuzz_upsample_folder(fuzz, tmp_path):
     assert result.stderr.splitlines()[-1].startswith(f"misr: error: {inputs}: 16 of 29 files failed")
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("bundle", CODE_BUNDLES, ids=lambda p: p.name)
 def test_fuzz_bundle_inference(fuzz, tmp_path, bundle):
     """``monai.bundle run inference`` on the folder: one line per bad file, no MONAI traceback at the end."""
     inputs, cases = fuzz
@@ -80,7 +80,7 @@ def test_fuzz_bundle_inference(fuzz, tmp_path, bundle):
 
 def test_bundle_bad_option_is_one_line(tmp_path):
     """An InputError raised while MONAI instantiates the config (here a bad precision) ends in its one line."""
-    bundle = BUNDLES[0]
+    bundle = CODE_BUNDLES[0]
     (tmp_path / "in").mkdir()
     write_nifti(tmp_path / "in" / "vol.nii.gz", smooth_volume((16, 16, 5)))
     result = _run("-m", "monai.bundle", "run", "inference", "--config_file", str(bundle / "configs" / "inference.json"),

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from misr_monai.engines import VersionStamp, versions
-from tests.conftest import BUNDLES, ROOT
+from tests.conftest import CODE_BUNDLES, ROOT
 
 CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
     "mri_slice_interpolation_residual_cnn": CNN,
     "mri_slice_interpolation_residual_cnn_4slice": CNN,
+    "mri_slice_interpolation_context_cnn": {"channels": 8, "num_res_blocks": 1},
     "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8},
     "mri_slice_interpolation_fast_ddpm": {"network_def#channels": [8, 16, 16, 16],
                                           "network_def#num_head_channels": [0, 0, 0, 8], "network_def#norm_num_groups": 8},
@@ -38,7 +39,7 @@ def _training(bundle: Path, data: Path, out: Path) -> subprocess.Popen:
          "--bundle_root", str(bundle), *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("bundle", CODE_BUNDLES, ids=lambda p: p.name)
 def test_killed_training_resumes_to_the_same_weights(bundle, synthetic, tmp_path):
     whole = _training(bundle, synthetic, tmp_path / "whole")
     assert whole.wait(timeout=600) == 0, whole.stderr.read()[-3000:]
