@@ -161,7 +161,7 @@ def _benchmark(args) -> None:
 def _curve(args) -> None:
     from misr_monai.figures import scalar_curve_figure
 
-    curves = scalar_curve_figure(args.log_dir, args.tags.split(","), args.out)
+    curves = scalar_curve_figure(args.log_dir, args.tags.split(","), args.out, by_run=args.by_run)
     for tag, (steps, values) in curves.items():
         best = max(range(len(values)), key=values.__getitem__)
         print(f"{tag}: {len(steps)} points, last {values[-1]:.4f} at {steps[-1]}, max {values[best]:.4f} at {steps[best]}")
@@ -262,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("log_dir", help="folder with events.out.tfevents.* (searched recursively)")
     p.add_argument("--tags", default="val_psnr", help="comma-separated scalar tags (default: val_psnr)")
     p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--by-run", action="store_true", help="one line per folder of event files (to compare runs)")
     p.set_defaults(func=_curve)
 
     p = sub.add_parser("zoo", help="the Model Zoo's bundle checks (check); regenerate models/model.ts and "

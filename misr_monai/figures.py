@@ -186,10 +186,12 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affi
     _save(fig, path)
 
 
-def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str | os.PathLike, title: str = "") -> dict:
-    """Plot scalars logged by ``TensorBoardStatsHandler`` (all event files under ``log_dir``) against their step, one
-    line per folder of event files (a run; a resumed run's files merge), so that several runs compare in one figure.
-    Series of over 100 points (per-iteration losses) are drawn as a running mean over 2% of their length.
+def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str | os.PathLike, title: str = "",
+                        by_run: bool = False) -> dict:
+    """Plot scalars logged by ``TensorBoardStatsHandler`` (all event files under ``log_dir``, merged: a resumed run's
+    files repeat steps) against their step; with ``by_run``, one line per folder of event files, so that several runs
+    compare in one figure. Series of over 100 points (per-iteration losses) are drawn as a running mean over 2% of
+    their length.
 
     Returns:
         tag -> ``(steps, values)`` as plotted (of the first run); tags with no events are left out.
@@ -200,7 +202,7 @@ def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str |
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
-        run = runs.setdefault(events.parent.relative_to(log_dir).as_posix(), {})
+        run = runs.setdefault(events.parent.relative_to(log_dir).as_posix() if by_run else ".", {})
         for tag in set(tags) & set(acc.Tags()["scalars"]):
             run.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})  # resumed runs overlap
     present = [t for t in tags if any(t in r for r in runs.values())]
