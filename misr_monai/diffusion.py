@@ -3,7 +3,8 @@
 
 Training and sampling use the same 10 timesteps of a 1000-step linear schedule. The network is MONAI's
 ``DiffusionModelUNet`` with the noisy target and the two neighbouring slices concatenated on channels (``mode="concat"``).
-What is diffused is either the middle slice or its residual over the neighbours' mean (:py:class:`SliceTarget`).
+What is diffused is the middle slice, its residual over the neighbours' mean, or its residual over a frozen network's
+prediction (predict-and-refine; :py:class:`SliceTarget`).
 """
 
 from __future__ import annotations
@@ -122,46 +123,79 @@ class FastDDIMScheduler(DDIMScheduler):
 
 
 class SliceTarget:
-    """What is diffused: ``(slice - skip) * scale``, with ``skip`` the neighbours' mean (residual) or 0.5 (image).
+    """What is diffused: ``(slice - skip) * scale``, and what the network is given beside the noisy value.
 
-    With ``residual=False`` and ``scale=2`` a slice in [0, 1] is diffused in [-1, 1], as DDPMs usually are. The
-    residual over the neighbours' mean is small (its standard deviation is a few hundredths on brain MRI), so it is
-    scaled up to give the network a signal above the noise.
+    ``skip`` is one of
+
+    - ``"base"``: a frozen network's prediction of the slice (predict-and-refine: Whang et al., CVPR 2022; Shang et
+      al., AAAI 2024). The prediction is also a condition channel, after the neighbours. With x0 ("sample")
+      prediction and the zero-initialised output convolution of ``DiffusionModelUNet``, an untrained refiner
+      returns the base prediction exactly.
+    - ``"mean"``: the neighbours' mean (a residual over linear interpolation);
+    - ``"none"``: 0.5, so that with ``scale=2`` a slice in [0, 1] is diffused in [-1, 1] (the official Fast-DDPM's
+      image target).
 
     Args:
-        residual: diffuse the residual over the neighbours' mean, else the slice. Defaults to True.
-        scale: the factor applied after subtracting the skip. Defaults to 2.0.
+        skip: ``"base"``, ``"mean"`` or ``"none"``. Defaults to ``"mean"``.
+        scale: the factor applied after subtracting the skip: about the inverse of the residual's standard deviation,
+            so that the diffused value has about unit variance. Defaults to 2.0.
+        base: the frozen ``(B, 2K, H, W) -> (B, 1, H, W)`` network of ``skip="base"``; it is put in eval mode and its
+            parameters stop requiring gradients. Defaults to None.
+        bf16: run ``base`` under bfloat16 autocast. Defaults to False.
+
+    Example::
+
+        >>> target = SliceTarget("mean", scale=10.0)
+        >>> neighbours = torch.rand(1, 2, 4, 4)
+        >>> condition, skip = target.condition(neighbours)
+        >>> x0 = target.encode(neighbours[:, :1], skip)
+        >>> torch.allclose(target.decode(x0, skip), neighbours[:, :1])
+        True
     """
 
-    def __init__(self, residual: bool = True, scale: float = 2.0) -> None:
-        self.residual = residual
-        self.scale = scale
+    SKIPS = ("base", "mean", "none")
 
-    def skip(self, neighbours: torch.Tensor) -> torch.Tensor | float:
-        return neighbours.mean(dim=1, keepdim=True) if self.residual else 0.5
+    def __init__(self, skip: str = "mean", scale: float = 2.0, base: torch.nn.Module | None = None,
+                 bf16: bool = False) -> None:
+        if skip not in self.SKIPS:
+            raise ValueError(f"skip must be one of {self.SKIPS}, got {skip!r}.")
+        if (skip == "base") != (base is not None):
+            raise ValueError("a base network is given exactly when skip is 'base'.")
+        self.skip_kind, self.scale, self.base, self.bf16 = skip, scale, base, bf16
+        if base is not None:
+            base.eval().requires_grad_(False)
 
-    def encode(self, target: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
-        """The diffused value of ``target`` (B, 1, H, W) given ``neighbours`` (B, 2, H, W)."""
-        return (target - self.skip(neighbours)) * self.scale
+    def condition(self, neighbours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The network's condition and the skip for ``neighbours`` (B, 2K, H, W)."""
+        if self.base is None:
+            return neighbours, neighbours.mean(dim=1, keepdim=True) if self.skip_kind == "mean" else 0.5
+        with torch.no_grad(), torch.autocast(neighbours.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            skip = self.base(neighbours).float()
+        return torch.cat([neighbours, skip], dim=1), skip
 
-    def decode(self, x0: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+    def encode(self, target: torch.Tensor, skip: torch.Tensor | float) -> torch.Tensor:
+        """The diffused value of ``target`` (B, 1, H, W) given its ``skip``."""
+        return (target - skip) * self.scale
+
+    def decode(self, x0: torch.Tensor, skip: torch.Tensor | float) -> torch.Tensor:
         """The slice of a diffused value: the inverse of :py:meth:`encode`."""
-        return x0 / self.scale + self.skip(neighbours)
+        return x0 / self.scale + skip
 
 
 class FastDDPMPrepareBatch(DiffusionPrepareBatch):
     """``DiffusionPrepareBatch`` for slice triplets: t drawn from the Fast-DDPM set, the neighbours as the condition.
 
-    The batch's ``image`` (the two neighbours) is the concatenated condition, its ``label`` (the middle slice) is
-    encoded by ``target`` and noised; the loss target is the noise, or the velocity
-    ``sqrt(alpha_t) noise - sqrt(1 - alpha_t) x0`` when ``scheduler.prediction_type`` is ``"v_prediction"`` (as MONAI's
-    ``VPredictionPrepareBatch``). For ``SupervisedTrainer`` with ``DiffusionInferer``.
+    The batch's ``image`` (the neighbours, and the base prediction with ``SliceTarget("base")``) is the concatenated
+    condition, its ``label`` (the middle slice) is encoded by ``target`` and noised; the loss target is the noise, the
+    velocity ``sqrt(alpha_t) noise - sqrt(1 - alpha_t) x0`` (``scheduler.prediction_type`` ``"v_prediction"``, as
+    MONAI's ``VPredictionPrepareBatch``) or x0 itself (``"sample"``). For ``SupervisedTrainer`` with
+    ``DiffusionInferer``.
 
     Args:
         timesteps: the training steps. Defaults to :py:data:`FAST_DDPM_TIMESTEPS`.
         target: what is diffused. Defaults to ``SliceTarget()`` (the scaled residual).
         num_train_timesteps: of the schedule. Defaults to 1000.
-        scheduler: the schedule, needed for ``v_prediction`` only. Defaults to None (noise prediction).
+        scheduler: the schedule, whose ``prediction_type`` sets the loss target. Defaults to None (noise prediction).
     """
 
     def __init__(
@@ -177,9 +211,10 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
         self.scheduler = scheduler
 
     def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        if self.scheduler is not None and self.scheduler.prediction_type == "v_prediction":
+        prediction = "epsilon" if self.scheduler is None else self.scheduler.prediction_type
+        if prediction == "v_prediction":
             return self.scheduler.get_velocity(images, noise, timesteps)
-        return noise
+        return images if prediction == "sample" else noise
 
     def get_timesteps(self, images: torch.Tensor) -> torch.Tensor:
         index = torch.randint(0, len(self.timesteps), (images.shape[0],))
@@ -189,10 +224,11 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
                  non_blocking: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         neighbours, slices = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
         neighbours, slices = torch.as_tensor(neighbours), torch.as_tensor(slices)
-        x0 = self.target.encode(slices, neighbours)
+        condition, skip = self.target.condition(neighbours)
+        x0 = self.target.encode(slices, skip)
         noise = self.get_noise(x0)
         timesteps = self.get_timesteps(x0)
-        kwargs = {"noise": noise, "timesteps": timesteps, "condition": neighbours, "mode": "concat"}
+        kwargs = {"noise": noise, "timesteps": timesteps, "condition": condition, "mode": "concat"}
         return x0, self.get_target(x0, noise, timesteps), (), kwargs
 
 
@@ -236,12 +272,15 @@ class FastDDPMSampler(Inferer):
         """The mean and the standard deviation (ddof 0; zero for K = 1) of ``num_samples`` sampled slices."""
         b, _, h, w = inputs.shape
         pad = (0, -w % self.divisor, 0, -h % self.divisor)
-        condition = F.pad(inputs.float(), pad, mode="replicate").repeat(self.num_samples, 1, 1, 1)
+        condition, skip = self.target.condition(inputs.float())  # the base network sees the slices unpadded
+        condition = F.pad(condition, pad, mode="replicate").repeat(self.num_samples, 1, 1, 1)
+        if torch.is_tensor(skip):
+            skip = F.pad(skip, pad, mode="replicate").repeat(self.num_samples, 1, 1, 1)
         noise = torch.randn((b * self.num_samples, 1, *condition.shape[2:]), generator=self.generator)
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             x0 = self.inferer.sample(noise.to(inputs.device), network, self.scheduler, conditioning=condition,
                                      mode="concat", verbose=False)
-        slices = self.target.decode(x0.float(), condition)[..., :h, :w].reshape(self.num_samples, b, 1, h, w)
+        slices = self.target.decode(x0.float(), skip)[..., :h, :w].reshape(self.num_samples, b, 1, h, w)
         return slices.mean(0), slices.std(0, correction=0)
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -259,7 +298,7 @@ class SamplingPredictor(NetworkPredictor):
         network: the ``DiffusionModelUNet``.
         sampler: a :py:class:`FastDDPMSampler`.
         device, batch_size, percentile, progress, precision, bf16_psnr_change_db: as ``NetworkPredictor``; bf16
-            runs the sampler's network passes under bfloat16 autocast.
+            runs the sampler's network passes (and the target's base network) under bfloat16 autocast.
     """
 
     def __init__(self, network: torch.nn.Module, sampler: FastDDPMSampler, device: str | torch.device = "cpu",
@@ -267,9 +306,10 @@ class SamplingPredictor(NetworkPredictor):
                  bf16_psnr_change_db: float | None = None) -> None:
         self.unet = network
         self.sampler = sampler
+        base = [] if sampler.target.base is None else [sampler.target.base]
         super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db,
-                         modules=[network])  # channels-last: oneDNN's fast layout (about 8% here)
-        self.sampler.bf16 = self.precision == "bf16"
+                         modules=[network, *base])  # channels-last: oneDNN's fast layout (about 8% here)
+        self.sampler.bf16 = self.sampler.target.bf16 = self.precision == "bf16"
 
     def _mean_and_std(self, pairs: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.sampler.sample_stats(pairs, self.unet), dim=1)
