@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ from misr_monai.interpolation import BASELINES
 from misr_monai.io import InputError, input_error_in
 from misr_monai.precision import PRECISIONS
 
-__all__ = ["BUNDLES_DIR", "BUNDLES", "bundle_folder", "load_predictor"]
+__all__ = ["BUNDLES_DIR", "BUNDLES", "split_samples", "bundle_folder", "load_predictor"]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = {
@@ -25,15 +26,28 @@ BUNDLES = {
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
 
 
+_SAMPLES = re.compile(r"(?P<name>.+):k(?P<samples>[1-9][0-9]*)")
+
+
+def split_samples(method: str) -> tuple[str, int | None]:
+    """A method name and the samples per slice it names: ``"fast_ddpm:k8"`` is ``fast_ddpm`` scored as the mean of
+    8 samples per slice, ``("fast_ddpm", 8)``; a name without the ``:kK`` suffix gives ``(method, None)``."""
+    match = _SAMPLES.fullmatch(method)
+    return (match["name"], int(match["samples"])) if match else (method, None)
+
+
 def bundle_folder(method: str) -> Path | None:
-    """The bundle folder named by ``method`` (a short name or a path), or None when it names none."""
+    """The bundle folder named by ``method`` (a short name or a path, with or without ``:kK``), or None when it names
+    none."""
+    method = split_samples(method)[0]
     folder = BUNDLES_DIR / BUNDLES[method] if method in BUNDLES else Path(method)
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 
 def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
                    samples: int = 1, seed: int | None = None, precision: str = "fp32"):
-    """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder.
+    """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder,
+    for a sampling model optionally with the samples per slice (``fast_ddpm:k8``, which overrides ``samples``).
 
     A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
     ``batch_size`` override the config's, and so do ``samples`` (K samples per slice) and ``seed`` for a sampling
@@ -47,6 +61,7 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if method in BASELINES:
         return BASELINES[method]
+    method, named_samples = split_samples(method)
     folder = bundle_folder(method)
     if folder is None:
         choices = ", ".join([*BASELINES, *BUNDLES])
@@ -61,7 +76,9 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     elif precision != "fp32":
         raise InputError(f"{folder}: its inference config has no precision option; use --precision fp32.")
     if "samples" in parser:
-        parser.update({"samples": samples, **({} if seed is None else {"seed": seed})})
+        parser.update({"samples": named_samples or samples, **({} if seed is None else {"seed": seed})})
+    elif named_samples:
+        raise InputError(f"{method}: not a sampling model, so ':k{named_samples}' (samples per slice) means nothing.")
     if not Path(parser.get_parsed_content("checkpoint")).is_file():
         raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
     try:

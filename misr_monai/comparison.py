@@ -19,17 +19,17 @@ import numpy as np
 from misr_monai.costs import count_macs
 from misr_monai.datalist import load_split
 from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, summarize, write_table
-from misr_monai.bundles import bundle_folder, load_predictor
+from misr_monai.bundles import bundle_folder, load_predictor, split_samples
 from misr_monai.interpolation import BASELINES
 from misr_monai.volume import check_slice_axis
 from misr_monai.io import InputError, SkippedInputs, atomic_write, file_sha256, load_volume
-from misr_monai.metrics import METRICS
+from misr_monai.metrics import CALIBRATION_METRICS, METRICS
 from misr_monai.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
 
 __all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
-PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")
+PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 COMPARE_COLUMNS = (*SUMMARY_COLUMNS, *(f"{m}_std" for m in METRICS if m != "psnr"), "gain_cubic_db",
                    "seconds_per_volume", "params", "macs_per_voxel")
 PAIRED_COLUMNS = ("dataset", "metric", "method", "versus", "volumes", "mean_diff", "ci_low", "ci_high", "wilcoxon_p",
@@ -72,7 +72,8 @@ class _Methods:
             weights = None if method in BASELINES or folder is None else folder / "models" / "model.pt"
             self.known[method] = {"method": method} if weights is None else {
                 "method": method, "weights_sha256": file_sha256(weights) if weights.is_file() else None,
-                "samples": self.experiment.get("samples", 1), "seed": self.experiment.get("seed", 0),
+                "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
+                "seed": self.experiment.get("seed", 0),
                 "precision": self.experiment.get("precision", "fp32")}
         return self.known[method]
 
@@ -93,7 +94,7 @@ def _stem(volume: str) -> str:
 
 def _file_name(method: str) -> str:
     """A method's name in file names: itself, or a bundle folder's path made flat."""
-    return method.strip("/").replace("/", "_")
+    return method.strip("/").replace("/", "_").replace(":", "_")
 
 
 def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], models: _Methods, cache: Path,
@@ -219,7 +220,7 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
             written.append(out / f"{_stem(volume)}_{plane}.png")
             comparison_figure(crop, recon, axis, img.affine, written[-1], volume, plane, where, spec.get(f"{plane}_zoom"))
         samples = experiment.get("uncertainty_samples", 0)
-        for m in methods:
+        for m in dict.fromkeys(split_samples(m)[0] for m in methods):  # one panel per sampling model
             if samples < 2 or m in BASELINES or not hasattr(models[m], "predict_with_std"):
                 continue
             panel = folder / f"{_file_name(m)}_samples{samples}_slice{index}.npz"
@@ -261,10 +262,10 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
     out = Path(out_dir)
     cache = out / "cache"
     methods = list(dict.fromkeys(["linear", "cubic", *experiment["methods"]]))
-    metrics = list(experiment.get("metrics", METRICS))
-    unknown = sorted(set(metrics) - set(METRICS))
+    metrics = list(experiment.get("metrics", (*METRICS, *CALIBRATION_METRICS)))
+    unknown = sorted(set(metrics) - {*METRICS, *CALIBRATION_METRICS})
     if unknown:
-        raise InputError(f"unknown metrics {unknown}; the protocol's are {', '.join(METRICS)}.")
+        raise InputError(f"unknown metrics {unknown}; the protocol's are {', '.join((*METRICS, *CALIBRATION_METRICS))}.")
     for name, spec in experiment["datasets"].items():
         if not Path(spec["dataset_dir"]).is_dir():
             raise InputError(f"{spec['dataset_dir']}: dataset folder of {name} not found.")

@@ -17,17 +17,18 @@ from misr_monai.datalist import load_split
 from misr_monai.interpolation import SlicePredictor
 from misr_monai.io import SkippedInputs, atomic_write, load_volume
 from misr_monai.volume import check_slice_axis, upsample_array
-from misr_monai.metrics import METRICS, score_reconstruction
+from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "dataset_of", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
+__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "sampled", "dataset_of", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
-                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "gain_db", "seconds")
+                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", *CALIBRATION_METRICS, "gain_db", "seconds")
 
 
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor]):
-    """Reconstruct the odd slices of ``truth`` from its even ones with each predictor and score them.
+    """Reconstruct the odd slices of ``truth`` from its even ones with each predictor and score them; a sampling
+    model with K > 1 samples per slice is also scored for calibration (:py:func:`~misr_monai.metrics.score_calibration`).
 
     Returns:
         ``(scores, reconstructions)``: method -> scores (with ``seconds``), method -> reconstructed volume.
@@ -36,10 +37,20 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     scores, reconstructions = {}, {}
     for name, predict in predictors.items():
         start = time.perf_counter()
-        reconstructions[name] = upsample_array(even, axis, predict)
+        if sampled(predict):
+            reconstructions[name], std = upsample_array(even, axis, predict, std=True)
+        else:
+            reconstructions[name] = upsample_array(even, axis, predict)
         seconds = time.perf_counter() - start
         scores[name] = {**score_reconstruction(truth, reconstructions[name], axis), "seconds": seconds}
+        if sampled(predict):
+            scores[name].update(score_calibration(truth, reconstructions[name], std, axis))
     return scores, reconstructions
+
+
+def sampled(predictor: SlicePredictor) -> bool:
+    """Whether ``predictor`` is a sampling model that draws more than one sample per slice."""
+    return hasattr(predictor, "predict_with_std") and predictor.sampler.num_samples > 1
 
 
 def dataset_of(entry: dict, default: str) -> str:
@@ -127,7 +138,7 @@ class ProtocolEvaluator(Engine):
             raise
         summary = summarize(self.rows)
         if self.output_dir is not None:
-            columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, "seconds")
+            columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
             for name, table, cols in (("per_volume", self.rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
                 write_table(table, cols, self.output_dir / f"{name}.csv")
                 write_table(table, cols, self.output_dir / f"{name}.md")
@@ -167,6 +178,8 @@ def summarize(rows: list[dict]) -> list[dict]:
         item = {"dataset": dataset, "method": method, "volumes": len(group), "slices": sum(r["slices"] for r in group)}
         item.update({m: float(np.nanmean([r[m] for r in group])) for m in METRICS})
         item["psnr_std"] = float(np.std(psnr, ddof=1)) if len(group) > 1 else float("nan")
+        calibrated = [r for r in group if "calibration_voxels" in r]
+        item.update(pool_calibration(calibrated) if calibrated else dict.fromkeys(CALIBRATION_METRICS, float("nan")))
         item["seconds"] = float(sum(r["seconds"] for r in group))
         summary.append(item)
     for item in summary:

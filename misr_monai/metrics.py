@@ -6,19 +6,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.ndimage import binary_dilation
+from scipy.stats import spearmanr
 
 from monai.metrics import SSIMMetric
 
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
-__all__ = ["METRICS", "SLICE_METRICS", "VOLUME_METRICS", "SSIM_WINDOW", "slice_metrics", "through_plane_ratio",
-           "score_reconstruction"]
+__all__ = ["METRICS", "SLICE_METRICS", "VOLUME_METRICS", "CALIBRATION_METRICS", "SSIM_WINDOW", "slice_metrics",
+           "through_plane_ratio", "score_reconstruction", "score_calibration", "pool_calibration"]
 
 SLICE_METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
 VOLUME_METRICS = ("psnr_vol", "psnr_core", "tp_ratio")
 """Metrics of a whole volume rather than means over its slices: foreground squared errors pooled over every scored
 slice (``psnr_vol``) or over those of the middle third (``psnr_core``), and through-plane continuity."""
 METRICS = (*SLICE_METRICS, *VOLUME_METRICS)
+CALIBRATION_METRICS = ("coverage_2std", "spearman_std")
+"""A sampling model's spread against its error, over the foreground voxels of the reconstructed slices: the share
+whose truth lies within the K-sample mean +- 2 standard deviations (about 0.90 for a calibrated sampler at K = 8,
+where mean and std are both estimated from the 8 samples; 0.95 as K grows), and the Spearman correlation of the
+mean's absolute error with the std."""
+CALIBRATION_SAMPLE = 4096
+"""Foreground voxels per volume kept (seeded draw) for a Spearman correlation pooled over volumes."""
 _MSE_FLOOR = 1e-10
 SSIM_WINDOW = 11
 
@@ -120,3 +128,51 @@ def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: in
     pred_all = np.clip(np.moveaxis(reconstruction, axis, 0).astype(np.float64) / scale, 0.0, 1.0)
     scores["tp_ratio"] = through_plane_ratio(truth_all, pred_all)
     return scores
+
+
+def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis: int, seed: int = 0) -> dict:
+    """:py:data:`CALIBRATION_METRICS` of a sampling model's x2 reconstruction (``mean``) and its per-voxel ``std``.
+
+    As :py:func:`score_reconstruction`: odd slices, the truth's percentile scale, truth and mean clipped to [0, 1]
+    (the std only scaled); the voxels are those whose truth is above 0.05.
+
+    Returns:
+        ``coverage_2std``, ``spearman_std``, ``calibration_voxels`` and a seeded draw of at most
+        :py:data:`CALIBRATION_SAMPLE` voxels' ``calibration_error`` and ``calibration_std`` (lists), which
+        :py:func:`pool_calibration` pools over volumes.
+    """
+    scale = percentile_scale_factor(truth)
+    n = mean.shape[axis]
+
+    def odd(x, clip=True):
+        x = np.moveaxis(x, axis, 0)[1:n:2].astype(np.float64) / scale
+        return np.clip(x, 0.0, 1.0) if clip else x
+
+    truth_odd = odd(truth)
+    fg = truth_odd > FOREGROUND_THRESHOLD
+    err, spread = np.abs(odd(mean) - truth_odd)[fg], odd(std, clip=False)[fg]
+    pick = np.random.default_rng(seed).choice(err.size, min(CALIBRATION_SAMPLE, err.size), replace=False)
+    return {
+        "coverage_2std": float(np.mean(err <= 2 * spread)) if err.size else float("nan"),
+        "spearman_std": _spearman(err, spread),
+        "calibration_voxels": int(err.size),
+        "calibration_error": err[pick].tolist(),
+        "calibration_std": spread[pick].tolist(),
+    }
+
+
+def pool_calibration(rows: list[dict]) -> dict[str, float]:
+    """:py:data:`CALIBRATION_METRICS` over the volumes of ``rows`` (results of :py:func:`score_calibration`):
+    the coverage over all their voxels, the Spearman correlation over their drawn voxels together."""
+    voxels = np.array([r["calibration_voxels"] for r in rows])
+    coverage = np.array([r["coverage_2std"] for r in rows])
+    err = np.concatenate([r["calibration_error"] for r in rows])
+    spread = np.concatenate([r["calibration_std"] for r in rows])
+    return {"coverage_2std": float((coverage * voxels).sum() / voxels.sum()) if voxels.sum() else float("nan"),
+            "spearman_std": _spearman(err, spread)}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)

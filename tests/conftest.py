@@ -64,19 +64,24 @@ def synthetic(tmp_path_factory):
 
 
 def tiny_fast_ddpm_bundle(bundle: Path) -> Path:
-    """A copy of the Fast-DDPM bundle's configs at ``bundle`` with a tiny network and random weights."""
+    """A copy of the Fast-DDPM bundle's configs and base network at ``bundle`` with a tiny refiner whose weights are
+    random, its output convolution included (so that samples differ)."""
     import shutil
 
     import torch
     from monai.bundle import ConfigParser
 
-    shutil.copytree(ROOT / "bundles" / "mri_slice_interpolation_fast_ddpm" / "configs", bundle / "configs")
+    source = ROOT / "bundles" / "mri_slice_interpolation_fast_ddpm"
+    shutil.copytree(source / "configs", bundle / "configs")
     config = json.loads((bundle / "configs" / "inference.json").read_text())
     config["network_def"].update(channels=[8, 16, 16, 16], num_head_channels=[0, 0, 0, 8], norm_num_groups=8)
     (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4))
     torch.manual_seed(0)
     (bundle / "models").mkdir()
-    torch.save(ConfigParser(config).get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    shutil.copy(source / "models" / "base_model.pt", bundle / "models" / "base_model.pt")
+    network = ConfigParser(config).get_parsed_content("network_def")
+    torch.nn.init.normal_(network.out[-1].conv.weight, std=0.05)
+    torch.save(network.state_dict(), bundle / "models" / "model.pt")
     return bundle
 
 

@@ -71,7 +71,7 @@ def test_train_iteration_validates_with_10_step_sampling_and_resumes(synthetic, 
     resumed.run()
     assert ran == [3, 4]
     saved = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
-    assert set(saved) == {"network", "optimizer", "trainer", "versions", "best_model"}
+    assert set(saved) == {"network", "optimizer", "trainer", "versions", "best_model", "ema"}
     resumed.finalize()
 
 

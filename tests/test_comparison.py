@@ -68,6 +68,20 @@ def test_compare_writes_the_report_and_equals_evaluate(experiment, synthetic, tm
         assert {c: ours[key][c] for c in METRIC_COLUMNS} == {c: row[c] for c in METRIC_COLUMNS}  # every digit
 
 
+def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experiment, tmp_path):
+    config, bundle = experiment
+    out = tmp_path / "k"
+    assert main(["compare", str(config), "--out", str(out), "--methods", f"['{bundle}:k1', '{bundle}:k2']",
+                 "--figures", "[]"]) == 0
+    summary = {r["method"]: r for r in _csv(out / "summary.csv")}
+    assert set(summary) == {"linear", "cubic", f"{bundle}:k1", f"{bundle}:k2"}
+    one, two = summary[f"{bundle}:k1"], summary[f"{bundle}:k2"]
+    assert one["coverage_2std"] == "nan" and summary["cubic"]["coverage_2std"] == "nan"  # no spread, no calibration
+    assert 0 <= float(two["coverage_2std"]) <= 1 and -1 <= float(two["spearman_std"]) <= 1
+    assert one["psnr"] != two["psnr"]  # one sample against the mean of two
+    assert "coverage_2std" in (out / "summary.md").read_text()
+
+
 def test_overrides_reach_nested_keys(experiment, tmp_path, capsys):
     config, _ = experiment
     resolved = load_experiment(config, {"methods": ["linear"], "datasets#brain#split": "test", "samples": 3})

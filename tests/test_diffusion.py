@@ -59,20 +59,64 @@ def test_oracle_recovers_x0_without_clamping(prediction):
 
 
 def test_prepare_batch_draws_only_the_set_and_encodes_the_residual():
-    prepare = FastDDPMPrepareBatch(target=SliceTarget(residual=True, scale=10.0))
+    prepare = FastDDPMPrepareBatch(target=SliceTarget("mean", scale=10.0))
     torch.manual_seed(0)
     neighbours, label = torch.rand(512, 2, 4, 4), torch.rand(512, 1, 4, 4)
     x0, target, args, kwargs = prepare({"image": neighbours, "label": label})
     assert set(kwargs["timesteps"].tolist()) == set(FAST_DDPM_TIMESTEPS)  # all 10 drawn, nothing else
     torch.testing.assert_close(x0, (label - neighbours.mean(1, keepdim=True)) * 10)
-    assert target is kwargs["noise"] and kwargs["mode"] == "concat" and kwargs["condition"] is not None
+    assert target is kwargs["noise"] and kwargs["mode"] == "concat" and kwargs["condition"] is neighbours
     v_prepare = FastDDPMPrepareBatch(scheduler=_scheduler(prediction="v_prediction"))
     v_x0, v, _, v_kwargs = v_prepare({"image": neighbours, "label": label})
     a = v_prepare.scheduler.alphas_cumprod[v_kwargs["timesteps"]].reshape(-1, 1, 1, 1)
     torch.testing.assert_close(v, a**0.5 * v_kwargs["noise"] - (1 - a) ** 0.5 * v_x0)
-    torch.testing.assert_close(SliceTarget(True, 10.0).decode(x0, neighbours), label)
-    torch.testing.assert_close(SliceTarget(False, 2.0).encode(torch.ones(1, 1, 2, 2), neighbours[:1]),
-                               torch.ones(1, 1, 2, 2))
+    target = SliceTarget("mean", 10.0)
+    torch.testing.assert_close(target.decode(x0, target.condition(neighbours)[1]), label)
+    torch.testing.assert_close(SliceTarget("none", 2.0).encode(torch.ones(1, 1, 2, 2), 0.5), torch.ones(1, 1, 2, 2))
+
+
+class _Base(torch.nn.Module):
+    """A stand-in base network: the neighbours' mean plus 0.1."""
+
+    def forward(self, x):
+        return x.mean(1, keepdim=True) + 0.1
+
+
+def test_base_target_diffuses_the_residual_over_the_frozen_base_and_conditions_on_it():
+    base = torch.nn.Sequential(torch.nn.Conv2d(2, 1, 3, padding=1))
+    target = SliceTarget("base", scale=16.0, base=base)
+    assert not base.training and not any(p.requires_grad for p in base.parameters())  # frozen
+    prepare = FastDDPMPrepareBatch(target=target, scheduler=_scheduler(prediction="sample"))
+    neighbours, label = torch.rand(4, 2, 8, 8), torch.rand(4, 1, 8, 8)
+    x0, loss_target, _, kwargs = prepare({"image": neighbours, "label": label})
+    with torch.no_grad():
+        expected = base(neighbours)
+    torch.testing.assert_close(kwargs["condition"], torch.cat([neighbours, expected], 1))  # 3 condition channels
+    torch.testing.assert_close(x0, (label - expected) * 16)
+    assert loss_target is x0  # x0 ("sample") prediction: the loss target is the diffused value itself
+    with pytest.raises(ValueError, match="base network"):
+        SliceTarget("base")
+    with pytest.raises(ValueError, match="skip"):
+        SliceTarget("linear")
+
+
+def test_untrained_refiner_returns_the_base_exactly():
+    """x0 prediction with DiffusionModelUNet's zero-initialised output convolution starts where the base is."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    torch.manual_seed(0)
+    unet = DiffusionModelUNet(spatial_dims=2, in_channels=4, out_channels=1, channels=(8, 16, 16, 16),
+                              attention_levels=(False, False, False, True), num_res_blocks=1,
+                              num_head_channels=(0, 0, 0, 8), norm_num_groups=8).eval()
+    pairs = torch.rand(2, 2, 13, 11)
+    for k in (1, 3):
+        sampler = FastDDPMSampler(_scheduler(prediction="sample"), SliceTarget("base", 16.0, _Base()), num_samples=k)
+        mean, std = sampler.sample_stats(pairs, unet)
+        if k == 1:  # one sample: bit for bit
+            assert torch.equal(mean, pairs.mean(1, keepdim=True) + 0.1)
+        else:  # the mean of K equal samples, to float rounding; no spread
+            torch.testing.assert_close(mean, pairs.mean(1, keepdim=True) + 0.1)
+            assert float(std.max()) == 0.0
 
 
 class _TimeRecorder(torch.nn.Module):
@@ -89,7 +133,7 @@ class _TimeRecorder(torch.nn.Module):
 
 def test_sampler_feeds_t_to_the_network_pads_and_reproduces():
     net = _TimeRecorder()
-    sampler = FastDDPMSampler(_scheduler(), SliceTarget(residual=True, scale=10.0), num_samples=3, seed=5)
+    sampler = FastDDPMSampler(_scheduler(), SliceTarget("mean", scale=10.0), num_samples=3, seed=5)
     pairs = torch.rand(2, 2, 13, 11)  # not a multiple of 8: padded, then cropped
     mean, std = sampler.sample_stats(pairs, net)
     assert net.seen == [999, 949, 899, 849, 799, 699, 599, 399, 199, 0]  # t itself, not the step index
@@ -100,7 +144,7 @@ def test_sampler_feeds_t_to_the_network_pads_and_reproduces():
 
 
 def test_sampling_predictor_gives_mean_and_std_in_volume_units():
-    sampler = FastDDPMSampler(_scheduler(), SliceTarget(residual=True, scale=10.0), num_samples=2, seed=0)
+    sampler = FastDDPMSampler(_scheduler(), SliceTarget("mean", scale=10.0), num_samples=2, seed=0)
     predictor = SamplingPredictor(_TimeRecorder(), sampler, batch_size=2)
     slices = np.random.default_rng(0).random((4, 9, 9)).astype(np.float32) * 300
     mean, std = predictor.predict_with_std(slices)

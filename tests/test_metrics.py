@@ -94,3 +94,25 @@ def test_psnr_vol_pools_foreground_errors_and_psnr_core_takes_the_middle_third()
     core = [7, 11]  # 9 is background
     assert s["psnr_core"] == pytest.approx(10 * np.log10(196 * len(core) / sum(100 * errors[i] ** 2 for i in core)))
     assert s["slice_psnr"][0] == pytest.approx(10 * np.log10(400 / (100 * errors[1] ** 2)))
+
+
+def test_calibration_of_a_sampler_with_known_spread():
+    """Truth = mean + Gaussian noise of the stated std: 95.4% within 2 std, and the error ranks with the std."""
+    from misr_monai.metrics import pool_calibration, score_calibration
+
+    rng = np.random.default_rng(0)
+    spread = np.repeat(np.linspace(0.005, 0.05, 40)[:, None], 40, axis=1)  # (40, 40), varying along rows
+    shape = (40, 40, 21)
+    mean = np.full(shape, 0.5)
+    std = np.zeros(shape)
+    std[..., 1::2] = spread[..., None]
+    truth = mean + rng.normal(size=shape) * std
+    rows = [score_calibration(truth * 100, mean * 100, std * 100, axis=2, seed=s) for s in (0, 1)]
+    for row in rows:  # the 99.5th percentile scale is the same for truth, mean and std
+        assert row["calibration_voxels"] == 40 * 40 * 10
+        assert row["coverage_2std"] == pytest.approx(0.9545, abs=0.01)
+        assert row["spearman_std"] > 0.5 and len(row["calibration_error"]) == 4096
+    pooled = pool_calibration(rows)
+    assert pooled["coverage_2std"] == pytest.approx(np.mean([r["coverage_2std"] for r in rows]))
+    narrow = score_calibration(truth, mean, std / 4, axis=2)  # a spread 4x too narrow covers far less
+    assert narrow["coverage_2std"] < 0.5
