@@ -1,18 +1,18 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The registry of shipped bundles: their short names, folders, and the slice predictor each defines."""
+"""The registry of shipped bundles: their short names, folders, and the slice predictor each defines.
+
+Importing it is light (no torch), so that ``misr --help`` can list the names."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from misr_monai.interpolation import BASELINES
-from misr_monai.io import InputError, input_error_in
-from misr_monai.precision import PRECISIONS
-
-__all__ = ["BUNDLES_DIR", "BUNDLES", "split_samples", "bundle_folder", "load_predictor"]
+__all__ = ["BUNDLES_DIR", "BUNDLES", "DEFAULT_MODEL", "split_samples", "bundle_folder", "load_predictor"]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = {
@@ -24,6 +24,9 @@ BUNDLES = {
     "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
 }
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
+DEFAULT_MODEL = "residual_cnn_4slice"
+"""The model of ``misr upsample`` and ``misr demo`` without ``--model``: the one the comparison ranks best over all its
+test volumes (``docs/comparison/paired.md``: PSNR against cubic, pooled), kept in step by a test."""
 
 
 _SAMPLES = re.compile(r"(?P<name>.+):k(?P<samples>[1-9][0-9]*)")
@@ -57,6 +60,12 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     Raises:
         InputError: an unknown method or precision, or a bundle without weights.
     """
+    import torch
+
+    from misr_monai.interpolation import BASELINES
+    from misr_monai.io import InputError, input_error_in
+    from misr_monai.precision import PRECISIONS
+
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if method in BASELINES:

@@ -12,23 +12,38 @@ import sys
 from pathlib import Path
 
 from misr_monai.benchmarks import add_arguments as add_benchmark_arguments
+from misr_monai.bundles import BUNDLES, DEFAULT_MODEL
 
 __all__ = ["main"]
 
 DEMO_VOLUME = Path(__file__).parent / "data" / "sub-53_T1w.nii.gz"
-DEFAULT_MODEL = "residual_cnn"
 
 
 def _device(name: str | None) -> str:
+    """The torch device to run on: ``name``, checked, or cuda when available, else cpu."""
     import torch
 
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+    from misr_monai.io import InputError
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name}: not a torch device (cpu, cuda, cuda:1...).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return name
 
 
 def _make_folder(path) -> Path:
     from misr_monai.io import InputError
 
     path = Path(path)
+    if path.is_file():
+        raise InputError(f"{path}: is a file; give a folder for the outputs.")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -36,47 +51,153 @@ def _make_folder(path) -> Path:
     return path
 
 
+def _check_upsample_args(args, dicom: bool) -> None:
+    """Every argument of ``upsample`` that can be checked before the model is loaded and run, one line each."""
+    from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path
+    from misr_monai.volume import SliceInterpolationInferer
+
+    SliceInterpolationInferer(args.factor)
+    if args.axis is not None and args.axis not in (0, 1, 2):
+        raise InputError(f"--axis must be 0, 1 or 2, got {args.axis}.")
+    if args.figure:
+        if Path(args.input).is_dir() and not dicom:
+            raise InputError("--figure draws one volume; it is not available for a folder of volumes.")
+        check_output_path(args.figure, overwrite=True, suffixes=(".png",))
+    output = Path(args.output)
+    if dicom and args.output_format == "dicom":
+        if output.name.endswith(NIFTI_SUFFIXES):
+            raise InputError(f"{output}: a DICOM series is written to a folder; give a folder name, or "
+                             "--output-format nifti for a NIfTI file.")
+        if args.samples > 1:
+            raise InputError("--samples K > 1 writes a standard deviation map as NIfTI; add --output-format nifti.")
+        if output.exists() and not args.overwrite:
+            raise InputError(f"{output}: output exists; pass --overwrite to replace it.")
+        if not output.parent.is_dir():
+            raise InputError(f"{output}: output folder {output.parent} does not exist.")
+    elif Path(args.input).is_dir() and not dicom:
+        if output.is_file():
+            raise InputError(f"{output}: is a file; a folder of volumes is written to a folder.")
+    else:
+        check_output_path(output, args.overwrite, NIFTI_SUFFIXES)
+
+
 def _upsample(args) -> None:
     from misr_monai.bundles import load_predictor
-    from misr_monai.volume import SliceInterpolationInferer, upsample_file
+    from misr_monai.dicom import is_dicom_folder, read_series
+    from misr_monai.io import InputError
+    from misr_monai.volume import SliceInterpolationInferer, check_upsample_outputs, describe, upsample_file
 
-    predict = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
-                             args.precision)
-    if Path(args.input).is_dir():
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder.")
+    dicom = source.is_dir() and is_dicom_folder(source)
+    _check_upsample_args(args, dicom)
+    series = read_series(source) if dicom else None  # its checks before the model loads
+    device = _device(args.device)
+    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision)
+    precision = getattr(predict, "precision", None)
+    if precision is not None:
+        print(f"{args.model}: {precision} on {device}" + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
+    if source.is_dir() and not dicom:
         from misr_monai.engines import UpsampleEvaluator, volume_dataset
 
-        written = UpsampleEvaluator(volume_dataset(args.input), args.output, predict, SliceInterpolationInferer(args.factor),
+        written = UpsampleEvaluator(volume_dataset(source), args.output, predict, SliceInterpolationInferer(args.factor),
                                     args.axis, args.overwrite, args.samples > 1).run()
         print(f"{args.output}: {len(written)} volumes ({args.model})")
         return
-    info = upsample_file(args.input, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
-    print(
-        f"{args.output}: {info['input_shape']} -> {info['output_shape']} along axis {info['axis']}, "
-        f"spacing {info['input_spacing'][info['axis']]:.3f} -> {info['output_spacing'][info['axis']]:.3f} mm "
-        f"({args.model})"
-    )
+    if dicom:
+        info = _upsample_dicom(args, series, predict)
+    else:
+        check_upsample_outputs(args.output, predict, args.factor, args.overwrite, args.samples > 1)
+        info = upsample_file(source, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
+    print(f"{args.output}: {describe(info)} ({args.model})")
     if "std_output" in info:
         print(f"{info['std_output']}: per-voxel standard deviation of {args.samples} samples")
     if args.figure:
-        _preview(args.input, args.output, info["axis"], args.figure)
+        _preview(info, args.figure, source.name)
 
 
-def _preview(input_path, output_path, axis: int, figure) -> None:
+def _upsample_dicom(args, series, predict) -> dict:
+    """``upsample`` of a read DICOM series (:py:func:`~misr_monai.dicom.read_series`): to a new DICOM series (a
+    folder), or to NIfTI."""
+    import nibabel as nib
+
+    from misr_monai.dicom import write_series
+    from misr_monai.io import InputError
+    from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
+    from misr_monai.volume import (
+        SliceInterpolationInferer,
+        cast_like,
+        check_slice_axis,
+        check_upsample_outputs,
+        upsample_image,
+        upsampled_affine,
+    )
+
+    img = nib.Nifti1Image(series.volume, series.affine)
+    img.header.set_xyzt_units("mm")
+    img.set_sform(series.affine, code=1)  # scanner coordinates, as DICOM's
+    img.set_qform(series.affine, code=1)
+    if args.output_format == "nifti":
+        check_upsample_outputs(args.output, predict, args.factor, args.overwrite, args.samples > 1)
+        return upsample_image(series.volume, img, args.input, args.output, predict, args.axis, args.factor,
+                              args.overwrite, args.samples > 1)
+    normal_axis = find_slice_axis(series.affine)
+    axis = normal_axis if args.axis is None else args.axis
+    if axis != normal_axis:
+        raise InputError(f"{args.input}: a DICOM series is upsampled along its slice normal (axis {normal_axis}); "
+                         "for another axis use --output-format nifti.")
+    check_slice_axis(args.input, series.volume.shape, axis)
+    result = cast_like(SliceInterpolationInferer(args.factor)(series.volume, predict, axis), series.volume.dtype)
+    affine = upsampled_affine(series.affine, axis, args.factor)
+    write_series(series, result, affine, args.output, args.factor, args.overwrite,
+                 f"x{args.factor} through-plane slice interpolation by misr_monai ({args.model})")
+    return {"axis": axis, "input_shape": series.volume.shape, "output_shape": result.shape,
+            "input_spacing": tuple(voxel_spacing(series.affine).tolist()),
+            "output_spacing": tuple(voxel_spacing(affine).tolist()), "original": (series.volume, series.affine),
+            "upsampled": (result, affine)}
+
+
+def _preview(info: dict, figure, name: str) -> None:
     from misr_monai.figures import upsample_figure
-    from misr_monai.io import load_volume
 
-    original, img = load_volume(input_path)
-    upsampled, out_img = load_volume(output_path)
-    upsample_figure(original, upsampled, axis, (img.affine, out_img.affine), figure, Path(input_path).name)
+    (original, affine), (upsampled, out_affine) = info["original"], info["upsampled"]
+    upsample_figure(original, upsampled, info["axis"], (affine, out_affine), figure, name)
     print(f"{figure}: figure")
 
 
 def _demo(args) -> None:
+    """The demo volume decimated x2 (its odd slices dropped), reconstructed by the model and by cubic, beside the truth."""
+    import numpy as np
+
+    from misr_monai.bundles import load_predictor
+    from misr_monai.figures import demo_figure
+    from misr_monai.interpolation import cubic_interpolate
+    from misr_monai.io import load_volume, save_volume
+    from misr_monai.transforms.utils import find_slice_axis
+    from misr_monai.volume import upsample_array, upsample_file
+
     out = _make_folder(args.out)
+    device = _device(args.device)
+    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision)
+    truth, img = load_volume(DEMO_VOLUME)
+    axis = find_slice_axis(img.affine)
     stem = DEMO_VOLUME.name.split(".nii")[0]
-    args.input, args.output, args.figure = DEMO_VOLUME, out / f"{stem}_x2.nii.gz", out / f"{stem}_x2.png"
-    args.axis, args.factor, args.overwrite = None, 2, True
-    _upsample(args)
+    decimated = np.take(truth, np.arange(0, truth.shape[axis], 2), axis=axis)
+    coarse = np.array(img.affine, dtype=np.float64)
+    coarse[:3, axis] *= 2  # every second slice: twice the spacing, the first slice where it was
+    save_volume(out / f"{stem}_decimated.nii.gz", decimated, coarse, img)
+    result = out / f"{stem}_x2_{Path(args.model).name}.nii.gz"
+    info = upsample_file(out / f"{stem}_decimated.nii.gz", result, predict, axis, 2, overwrite=True)
+    print(f"{result}: {info['input_shape']} -> {info['output_shape']}, the input: every second slice of "
+          f"{DEMO_VOLUME.name} ({args.model}, {getattr(predict, 'precision', 'fp32')} on {device})")
+    crop = np.take(truth, np.arange(info["output_shape"][axis]), axis=axis)
+    reconstructions = {"cubic": upsample_array(decimated, axis, cubic_interpolate), args.model: info["upsampled"][0]}
+    figure = out / f"{stem}_x2.png"
+    psnr = demo_figure(crop, reconstructions, axis, img.affine, figure,
+                       f"{DEMO_VOLUME.name}: x2 through-plane, {args.model} against cubic "
+                       f"(every second slice removed, then reconstructed)")
+    print(f"{figure}: figure; PSNR of the new slices: " + ", ".join(f"{k} {v:.2f} dB" for k, v in psnr.items()))
 
 
 def _evaluate(args) -> None:
@@ -189,36 +310,56 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="misr", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+_DESCRIPTION = "misr: MRI slice super-resolution on MONAI (x2 through-plane upsampling of NIfTI volumes and DICOM series)."
+_EPILOG = f"""first run:
+  misr demo --out demo_output                  upsample the embedded demo volume and draw what the model does
+  misr upsample scan.nii.gz scan_x2.nii.gz     your own volume (or a folder of them, or a DICOM series folder)
 
-    def model_options(p, precision="fp32"):
+models (--model): linear, cubic, {", ".join(BUNDLES)}, or a bundle folder;
+default {DEFAULT_MODEL}, the best of the comparison (README)."""
+_MODEL_HELP = f"linear, cubic, a shipped bundle ({', '.join(BUNDLES)}) or a bundle folder (default: {DEFAULT_MODEL})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misr", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_options(p, precision="fp32", std_map=False):
         p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-        p.add_argument("--batch-size", type=int, default=8, help="slice pairs per forward pass (default: 8)")
+        p.add_argument("--batch-size", type=int, default=8,
+                       help="slice pairs per forward pass at most; a pass also takes at most 65,536 pixels on a CPU "
+                            "(one 256x256 slice) and 4 of 512x512 on a GPU, so results and memory do not depend on "
+                            "it (default: 8)")
         p.add_argument("--samples", type=_positive_int, default=1,
-                       help="fast_ddpm: samples per slice; the output is their mean, and upsample writes their "
-                            "per-voxel standard deviation to OUT_std.nii.gz (default: 1)")
+                       help="fast_ddpm: samples per slice, the output is their mean"
+                            + ("; with K > 1 their per-voxel standard deviation is written to OUT_std.nii.gz"
+                               if std_map else "") + " (default: 1)")
         p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
         p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
                        "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
                        f"(default: {precision})")
 
-    p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume or a folder of them")
-    p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz), or a folder of them; never modified")
-    p.add_argument("output", help="NIfTI file to write (a folder for a folder: same file names; bad files are said "
-                                  "in one line and skipped)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="linear, cubic, a shipped bundle's short name or a bundle folder")
+    p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume, a folder of them, "
+                                        "or a DICOM series")
+    p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz), a folder of them, or a folder of one DICOM "
+                                 "series; never modified")
+    p.add_argument("output", help="NIfTI file to write; for a folder of volumes a folder (same file names; bad files "
+                                  "are said in one line and skipped); for a DICOM series a folder for the new series")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     p.add_argument("--axis", type=int, default=None, help="slice axis 0, 1 or 2 (default: the largest spacing)")
     p.add_argument("--factor", type=int, default=2, help="2, 4 or 8: x2 applied repeatedly (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
-    model_options(p, precision="auto")
+    p.add_argument("--output-format", choices=("dicom", "nifti"), default="dicom",
+                   help="for a DICOM series input: a new DICOM series (a folder) or a NIfTI file (default: dicom)")
+    model_options(p, precision="auto", std_map=True)
     p.set_defaults(func=_upsample)
 
-    p = sub.add_parser("demo", help="upsample the embedded demo volume and draw a figure")
-    p.add_argument("--out", default="demo_output", help="folder for the NIfTI and PNG (default: demo_output)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"as for upsample (default: {DEFAULT_MODEL})")
+    p = sub.add_parser("demo", help="the embedded demo volume decimated x2, reconstructed by the model and by cubic, "
+                                    "and a figure")
+    p.add_argument("--out", default="demo_output", help="folder for the NIfTI files and the PNG (default: demo_output)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     model_options(p, precision="auto")
     p.set_defaults(func=_demo)
 

@@ -19,7 +19,11 @@ from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 
 __all__ = [
     "PLANE_NAMES",
+    "PLANE_LETTERS",
     "display_plane",
+    "column_spacing",
+    "label_panel",
+    "demo_figure",
     "busiest_slice",
     "reformat_axis",
     "comparison_figure",
@@ -68,6 +72,33 @@ def display_plane(volume: np.ndarray, affine, axis: int, index: int) -> tuple[np
     rows, cols = (1, 0) if world == 2 else (2, 0) if world == 1 else (2, 1)
     image = image.T if world == 2 else image[:, ::-1].T
     return np.ascontiguousarray(image), float(spacing[rows] / spacing[cols]), PLANE_NAMES[world]
+
+
+PLANE_LETTERS = {"axial": ("A", "P", "R", "L"), "coronal": ("S", "I", "R", "L"), "sagittal": ("S", "I", "A", "P")}
+"""The patient directions at the top, bottom, left and right of a :py:func:`display_plane` image."""
+
+
+def column_spacing(affine, axis: int) -> float:
+    """The width in mm of a pixel of :py:func:`display_plane`'s image of a plane normal to array ``axis``."""
+    ornt = nib.orientations.io_orientation(affine)
+    spacing = np.empty(3)
+    spacing[ornt[:, 0].astype(int)] = voxel_spacing(affine)
+    return float(spacing[0 if int(ornt[axis, 0]) in (1, 2) else 1])
+
+
+def label_panel(ax, plane: str, mm_per_pixel: float, width: int) -> None:
+    """Draw the orientation letters of ``plane`` at the edges of an image panel and a scale bar of 5, 10, 20 or 50 mm
+    (the longest under a quarter of the ``width``-pixel image) at its bottom left."""
+    top, bottom, left, right = PLANE_LETTERS[plane]
+    style = {"color": "yellow", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    for text, x, y, ha, va in ((top, 0.5, 0.99, "center", "top"), (bottom, 0.5, 0.01, "center", "bottom"),
+                               (left, 0.01, 0.5, "left", "center"), (right, 0.99, 0.5, "right", "center")):
+        ax.text(x, y, text, ha=ha, va=va, **style)
+    length = max([mm for mm in (5, 10, 20, 50) if mm / mm_per_pixel <= width / 4] or [5])
+    x0, x1 = 0.06, 0.06 + length / mm_per_pixel / width
+    ax.plot([x0, x1], [0.06, 0.06], color="white", linewidth=2, transform=ax.transAxes)
+    ax.text((x0 + x1) / 2, 0.08, f"{length} mm", color="white", fontsize=7, ha="center", va="bottom",
+            transform=ax.transAxes)
 
 
 def busiest_slice(truth: np.ndarray, axis: int) -> int:
@@ -170,8 +201,8 @@ def comparison_figure(
 
 
 def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affines, path, title: str) -> None:
-    """A plane through the slice axis (sagittal or coronal, radiological view): the input (nearest neighbour)
-    beside the x2 upsampled volume. ``affines`` are the input's and the output's."""
+    """A plane through the slice axis (sagittal or coronal, radiological view, orientation letters and scale bar): the
+    input (nearest neighbour) beside the upsampled volume. ``affines`` are the input's and the output's."""
     cut = reformat_axis(affines[0], axis)
     index = original.shape[cut] // 2
     scale = percentile_scale_factor(original)
@@ -182,8 +213,57 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affi
         ax.imshow(np.clip(image / scale, 0, 1), cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
         ax.set_title(f"{name}: {volume.shape[axis]} slices at {voxel_spacing(affine)[axis]:.2f} mm", fontsize=9)
         ax.axis("off")
+        label_panel(ax, plane, column_spacing(affine, cut), image.shape[1])
     fig.suptitle(f"{title}: {plane} plane through slice axis {axis}")
     _save(fig, path)
+
+
+def demo_figure(truth: np.ndarray, reconstructions: dict[str, np.ndarray], axis: int, affine, path,
+                title: str) -> dict[str, float]:
+    """What x2 slice interpolation does, on a volume decimated x2: the input (every second slice, shown nearest
+    neighbour), each reconstruction and the truth; a plane through the slice axis with a zoomed box, the box enlarged,
+    and one new (odd) slice; each panel with orientation letters and a scale bar, each method with its PSNR.
+
+    Args:
+        truth: the full volume, cropped to the reconstructions' ``2m - 1`` slices along ``axis``.
+        reconstructions: name -> the x2 reconstruction from the even slices, in the truth's units.
+        axis: the slice axis; affine: the truth's.
+
+    Returns:
+        name -> the protocol's per-slice PSNR of the reconstruction (``misr_monai.metrics``), the input's included.
+    """
+    from misr_monai.metrics import score_reconstruction
+
+    nearest = truth.copy()
+    np.moveaxis(nearest, axis, 0)[1::2] = np.moveaxis(truth, axis, 0)[0:-1:2]
+    volumes = {"input (every 2nd slice)": nearest, **reconstructions, "truth": truth}
+    psnr = {name: score_reconstruction(truth, v, axis)["psnr"] for name, v in volumes.items() if name != "truth"}
+    scale = percentile_scale_factor(truth)
+    cut = reformat_axis(affine, axis)
+    reformat = {n: display_plane(v, affine, cut, truth.shape[cut] // 2) for n, v in volumes.items()}
+    new_slice = busiest_slice(truth, axis)
+    slices = {n: display_plane(v, affine, axis, new_slice) for n, v in volumes.items()}
+    rows, cols = _zoom_box(np.clip(reformat["truth"][0] / scale, 0, 1))
+    plt = _pyplot()
+    fig, axes = plt.subplots(3, len(volumes), figsize=(3.2 * len(volumes), 10), squeeze=False)
+    for col, name in enumerate(volumes):
+        label = name if name == "truth" else f"{name}\nPSNR {psnr[name]:.2f} dB"
+        (image, aspect, plane), (cross, cross_aspect, cross_plane) = reformat[name], slices[name]
+        image, cross = np.clip(image / scale, 0, 1), np.clip(cross / scale, 0, 1)
+        panels = ((image, aspect, plane, f"{label}\n{plane} plane", cut),
+                  (image[rows, cols], aspect, plane, "zoomed box", cut),
+                  (cross, cross_aspect, cross_plane, f"new slice {new_slice} ({cross_plane})", axis))
+        for row, (shown, ratio, name_of_plane, text, normal) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(shown, cmap="gray", vmin=0, vmax=1, aspect=ratio, interpolation="nearest")
+            ax.set_title(text, fontsize=9)
+            ax.axis("off")
+            label_panel(ax, name_of_plane, column_spacing(affine, normal), shown.shape[1])
+        axes[0, col].add_patch(plt.Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
+                                             fill=False, edgecolor="yellow", linewidth=1))
+    fig.suptitle(title)
+    _save(fig, path)
+    return psnr
 
 
 def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str | os.PathLike, title: str = "",

@@ -14,8 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
-           "report_input_errors", "input_error_in", "print_error", "SkippedInputs", "file_sha256"]
+__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
+           "report_input_errors", "input_error_in", "print_error", "print_line", "SkippedInputs", "file_sha256"]
 
 
 class InputError(ValueError):
@@ -99,9 +99,17 @@ def _check_memory(path, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise InputError(f"{path}: {shape} voxels need about {need / 2**30:.0f} GiB; this machine has {total / 2**30:.0f} GiB.")
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Reject an output that exists (without ``overwrite``) or whose folder cannot be written, before any work."""
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
+    """Reject, before any work, an output file that is a folder, lacks one of ``suffixes`` (when given), exists
+    (without ``overwrite``) or whose folder cannot be written."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name{' ending in ' + ' or '.join(suffixes) if suffixes else ''}.")
+    if suffixes and not path.name.endswith(suffixes):
+        raise InputError(f"{path}: unsupported output type; give a name ending in {' or '.join(suffixes)}.")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: output exists; pass --overwrite to replace it.")
     folder = path.parent
@@ -188,6 +196,13 @@ def print_error(err: Exception) -> None:
     from tqdm import tqdm
 
     tqdm.write("error: " + " ".join(str(err).split()), file=sys.stderr)
+
+
+def print_line(text: str) -> None:
+    """Print one line on stdout, above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(" ".join(text.split()))
 
 
 class SkippedInputs:

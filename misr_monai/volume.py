@@ -17,11 +17,11 @@ import numpy as np
 from monai.inferers import Inferer
 
 from misr_monai.interpolation import SlicePredictor
-from misr_monai.io import InputError, check_output_path, load_volume, save_volume
+from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path, load_volume, save_volume
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
 __all__ = ["upsample_array", "SliceInterpolationInferer", "upsampled_affine", "check_slice_axis", "std_path",
-           "upsample_file"]
+           "upsample_file", "check_upsample_outputs", "upsample_image", "cast_like", "describe"]
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
     """float32 where it holds every value of ``dtype`` exactly (int8/16, uint8/16, float16/32), else float64."""
@@ -31,9 +31,11 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
 def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: bool = False):
     """Insert a predicted slice between each pair of neighbouring slices along ``axis``: n slices become 2n - 1.
 
-    The original slices are kept exactly (at even indices); the result is float32, or float64 where float32 cannot
-    hold the input's values exactly. With ``std=True``, ``predict`` must have ``predict_with_std`` (a sampling
-    model): the result is ``(upsampled, std)``, the second volume on the same grid, zero at the original slices.
+    The original slices are kept exactly (at even indices); the new slices are clipped to the input's value range
+    (a network's overshoot at an edge cannot create values the scan does not have, negative ones in a magnitude image
+    in particular; the same rule for float input). The result is float32, or float64 where float32 cannot hold the
+    input's values exactly. With ``std=True``, ``predict`` must have ``predict_with_std`` (a sampling model): the
+    result is ``(upsampled, std)``, the second volume on the same grid, zero at the original slices.
     """
     n = volume.shape[axis]
     if n < 2:
@@ -42,12 +44,13 @@ def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: 
     out = np.empty((2 * n - 1, *moved.shape[1:]), dtype=_work_dtype(volume.dtype))
     out[0::2] = moved
     slices = out[0::2]  # a view: the work copy of the input is the output's even slices
-    if not std:
+    spread = np.zeros_like(out) if std else None
+    if std:
+        out[1::2], spread[1::2] = predict.predict_with_std(slices)
+    else:
         out[1::2] = predict(slices)
-        return np.moveaxis(out, 0, axis)
-    spread = np.zeros_like(out)
-    out[1::2], spread[1::2] = predict.predict_with_std(slices)
-    return np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis)
+    np.clip(out[1::2], slices.min(), slices.max(), out=out[1::2])
+    return np.moveaxis(out, 0, axis) if not std else (np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis))
 
 
 class SliceInterpolationInferer(Inferer):
@@ -80,7 +83,7 @@ def upsampled_affine(affine: np.ndarray, axis: int, factor: int = 2) -> np.ndarr
     return affine
 
 
-def _cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Cast back to the input's dtype: integers are rounded and clipped to the dtype's range (in ``data``'s memory)."""
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
@@ -137,20 +140,40 @@ def upsample_file(
             Defaults to False.
 
     Returns:
-        a summary: the axis, the input and output shapes and spacings (and ``std_output``).
+        a summary: the axis, the input and output shapes and spacings (and ``std_output``), and ``original`` and
+        ``upsampled``, each ``(voxels, affine)``.
 
     Raises:
         InputError: bad input file, axis, factor or output path (nothing is written).
     """
-    inferer = SliceInterpolationInferer(factor)
+    check_upsample_outputs(output_path, predict, factor, overwrite, std)
+    data, img = load_volume(input_path)
+    return upsample_image(data, img, input_path, output_path, predict, axis, factor, overwrite, std)
+
+
+def check_upsample_outputs(output_path: str | os.PathLike, predict: SlicePredictor, factor: int = 2,
+                           overwrite: bool = False, std: bool = False) -> None:
+    """The checks of :py:func:`upsample_file` on its outputs, factor and model, before any work.
+
+    Raises:
+        InputError: the first problem, in one line.
+    """
+    SliceInterpolationInferer(factor)
     if std and (factor != 2 or not hasattr(predict, "predict_with_std")):
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
-    check_output_path(output_path, overwrite)
+    check_output_path(output_path, overwrite, NIFTI_SUFFIXES)
     if std:
-        check_output_path(std_path(output_path), overwrite)
-    data, img = load_volume(input_path)
+        check_output_path(std_path(output_path), overwrite, NIFTI_SUFFIXES)
+
+
+def upsample_image(data: np.ndarray, img, source: str | os.PathLike, output_path: str | os.PathLike,
+                   predict: SlicePredictor, axis: int | None = None, factor: int = 2, overwrite: bool = False,
+                   std: bool = False) -> dict:
+    """:py:func:`upsample_file` of voxels already read: ``data`` with the nibabel image ``img`` whose header and
+    affine describe it, read from ``source`` (named in errors)."""
+    inferer = SliceInterpolationInferer(factor)
     axis = find_slice_axis(img.affine) if axis is None else axis
-    check_slice_axis(input_path, data.shape, axis)
+    check_slice_axis(source, data.shape, axis)
     affine = upsampled_affine(img.affine, axis, factor)
     summary = {}
     if std:
@@ -159,7 +182,7 @@ def upsample_file(
         summary["std_output"] = str(std_path(output_path))
     else:
         result = inferer(data, predict, axis)
-    result = _cast_like(result, data.dtype)
+    result = cast_like(result, data.dtype)
     if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize == 8:  # float64 cannot hold every (u)int64
         np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)
     save_volume(output_path, result, affine, img, overwrite)
@@ -170,4 +193,13 @@ def upsample_file(
         "output_shape": tuple(result.shape),
         "input_spacing": tuple(voxel_spacing(img.affine).tolist()),
         "output_spacing": tuple(voxel_spacing(affine).tolist()),
+        "original": (data, img.affine),
+        "upsampled": (result, affine),
     }
+
+
+def describe(summary: dict) -> str:
+    """One line of an :py:func:`upsample_file` summary: shapes and slice spacing."""
+    axis = summary["axis"]
+    return (f"{summary['input_shape']} -> {summary['output_shape']} along axis {axis}, spacing "
+            f"{summary['input_spacing'][axis]:.3f} -> {summary['output_spacing'][axis]:.3f} mm")

@@ -3,7 +3,6 @@ inference with an uncertainty map."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -11,7 +11,7 @@ import nibabel as nib
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from tests.conftest import BUNDLES, ROOT, SCHEMA, smooth_volume, write_nifti
+from tests.conftest import BUNDLES, SCHEMA, smooth_volume, write_nifti
 
 
 

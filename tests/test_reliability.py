@@ -20,9 +20,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: str, bounded: bool = True) -> dict[str, int]:
-    """Check every case's outcome; return the counts the closing note reports. ``bounded``: the method (linear)
-    keeps each new voxel between its neighbours, so within the input's range."""
+def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: str, stdout: str = "") -> dict[str, int]:
+    """Check every case's outcome (new voxels within the input's range, whatever the model); return the counts the
+    closing note reports. With ``stdout``, each written file must also have its own line there."""
     lines = stderr.splitlines()
     counts = {"cases": len(cases), "correct outputs": 0, "clean errors": 0,
               "tracebacks": stderr.count("Traceback"), "partial files": 0}
@@ -35,7 +35,8 @@ def check_outcomes(cases: dict[str, str], inputs: Path, outputs: Path, stderr: s
             up = np.asanyarray(result.dataobj)
             assert up.dtype == data.dtype and up.shape[2] == 2 * data.shape[2] - 1
             np.testing.assert_array_equal(up[:, :, ::2], data)  # the original slices, exactly
-            assert not bounded or data.min() <= up.min() and up.max() <= data.max()
+            assert data.min() <= up.min() and up.max() <= data.max()
+            assert not stdout or sum(line.startswith(f"{name}: written to ") for line in stdout.splitlines()) == 1
             np.testing.assert_allclose(result.affine[:3, 2], original.affine[:3, 2] / 2)
             np.testing.assert_allclose(result.affine[:3, 3], original.affine[:3, 3])
             counts["correct outputs"] += 1
@@ -60,7 +61,7 @@ def test_fuzz_upsample_folder(fuzz, tmp_path):
     inputs, cases = fuzz
     result = _run("-m", "misr_monai", "upsample", str(inputs), str(tmp_path / "out"), "--model", "linear")
     assert result.returncode == 2
-    counts = check_outcomes(cases, inputs, tmp_path / "out", result.stderr)
+    counts = check_outcomes(cases, inputs, tmp_path / "out", result.stderr, result.stdout)
     assert counts["correct outputs"] == 13 and counts["clean errors"] == 16
     assert result.stderr.splitlines()[-1].startswith(f"misr: error: {inputs}: 16 of 29 files failed")
 
@@ -73,7 +74,7 @@ def test_fuzz_bundle_inference(fuzz, tmp_path, bundle):
                   "--bundle_root", str(bundle), "--input_dir", str(inputs), "--output_dir", str(tmp_path / "out"),
                   "--precision", "fp32")
     assert result.returncode != 0
-    counts = check_outcomes(cases, inputs, tmp_path / "out", result.stderr, bounded=False)
+    counts = check_outcomes(cases, inputs, tmp_path / "out", result.stderr)
     assert counts["correct outputs"] == 13 and counts["clean errors"] == 16
     assert result.stderr.splitlines()[-1].startswith(f"error: {inputs}: 16 of 29 files failed")
 
@@ -114,3 +115,44 @@ def test_fuzz_evaluate_and_datalist(fuzz, tmp_path):
     table = (tmp_path / "eval" / "per_volume.csv").read_text()
     assert all(name in table for name, e in cases.items() if e == "ok")
     assert not any(name in table for name, e in cases.items() if e != "ok")
+
+
+def _one_line(result: subprocess.CompletedProcess, expected: str) -> None:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_arguments_are_checked_before_any_work(tmp_path):
+    """Each bad argument of ``misr upsample`` is one line, before the model loads or anything is written."""
+    src = write_nifti(tmp_path / "vol.nii.gz", smooth_volume((16, 16, 5)))
+    (tmp_path / "folder").mkdir()
+    upsample = ("-m", "misr_monai", "upsample", str(src))
+    cases = [
+        ((str(tmp_path / "out.txt"),), "out.txt: unsupported output type; give a name ending in .nii or .nii.gz."),
+        ((str(tmp_path / "out.nii.gz"), "--figure", str(tmp_path / "missing" / "f.png")),
+         f"output folder {tmp_path / 'missing'} does not exist."),
+        ((str(tmp_path / "folder"),), "folder: is a folder; give a file name ending in .nii or .nii.gz."),
+        ((str(tmp_path / "folder"), "--overwrite"), "folder: is a folder; give a file name"),
+        ((str(tmp_path / "out.nii.gz"), "--factor", "3"), "--factor must be a power of two"),
+        ((str(tmp_path / "out.nii.gz"), "--axis", "3"), "--axis must be 0, 1 or 2, got 3."),
+        ((str(tmp_path / "out.nii.gz"), "--model", "nonesuch"), "unknown method 'nonesuch'"),
+    ]
+    import torch
+
+    if not torch.cuda.is_available():
+        cases.append(((str(tmp_path / "out.nii.gz"), "--device", "cuda"), "--device cuda: CUDA is not available"))
+    for args, expected in cases:
+        _one_line(_run(*upsample, *args), expected)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "vol.nii.gz"]  # nothing written
+    assert not any((tmp_path / "folder").iterdir())
+
+
+def test_bundle_input_dir_that_is_a_file_is_one_line(tmp_path):
+    bundle = CODE_BUNDLES[0]
+    src = write_nifti(tmp_path / "vol.nii.gz", smooth_volume((16, 16, 5)))
+    result = _run("-m", "monai.bundle", "run", "inference", "--config_file", str(bundle / "configs" / "inference.json"),
+                  "--bundle_root", str(bundle), "--input_dir", str(src), "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (f"error: {src}: is a file; the input is a folder of NIfTI volumes "
+                                                      "(one file: misr upsample).")

@@ -10,8 +10,8 @@ from ignite.engine import Engine
 from monai.data import Dataset
 
 from misr_monai.interpolation import SlicePredictor
-from misr_monai.io import InputError, SkippedInputs
-from misr_monai.volume import SliceInterpolationInferer, upsample_file
+from misr_monai.io import InputError, SkippedInputs, print_line
+from misr_monai.volume import SliceInterpolationInferer, describe, upsample_file
 
 __all__ = ["volume_dataset", "UpsampleEvaluator"]
 
@@ -23,6 +23,8 @@ def volume_dataset(input_dir: str | os.PathLike) -> Dataset:
         InputError: no such folder, or no NIfTI file in it.
     """
     input_dir = Path(input_dir)
+    if input_dir.is_file():
+        raise InputError(f"{input_dir}: is a file; the input is a folder of NIfTI volumes (one file: misr upsample).")
     if not input_dir.is_dir():
         raise InputError(f"{input_dir}: input folder not found.")
     files = sorted(p for p in input_dir.iterdir() if p.name.endswith((".nii", ".nii.gz")) and not p.name.startswith("."))
@@ -36,8 +38,9 @@ class UpsampleEvaluator(Engine):
 
     One iteration per ``{"image": path}`` item: :py:func:`misr_monai.volume.upsample_file` reads the volume, finds
     its slice axis, runs ``inferer`` with ``network`` (a slice predictor) and writes the result atomically;
-    ``engine.state.output`` is its summary. A bad file is said in one line on stderr and skipped; :py:meth:`run`
-    raises an :py:class:`InputError` naming the bad files once the others are done. Inputs are only read.
+    ``engine.state.output`` is its summary. Each file gets one line: where it was written, or (on stderr) why it was
+    skipped; :py:meth:`run` raises an :py:class:`InputError` naming the bad files once the others are done. Inputs are
+    only read.
 
     Args:
         dataset: ``{"image": path}`` items (:py:func:`volume_dataset`).
@@ -76,6 +79,7 @@ class UpsampleEvaluator(Engine):
             summary = upsample_file(path, self.output_dir / path.name, self.network, self.axis, self.inferer.factor,
                                     self.overwrite, self.std)
             self.written.append(self.output_dir / path.name)
+            print_line(f"{path.name}: written to {self.written[-1]} ({describe(summary)})")
         return summary
 
     def run(self) -> list[Path]:  # type: ignore[override]
