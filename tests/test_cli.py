@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from misr_monai.cli import main
-from tests.conftest import smooth_volume, write_nifti
+from misr_monai.cli import DEMO_VOLUME, main
+from tests.conftest import ROOT, smooth_volume, write_nifti
 
 
 def _run_error(capsys, argv, out_path=None):
@@ -113,16 +113,33 @@ def test_4d_single_volume_and_axis_option(tmp_path, capsys):
     assert nib.load(str(tmp_path / "o.nii.gz")).shape == (47, 20, 9)
 
 
-def test_demo_writes_volume_and_figure(tmp_path):
-    from misr_monai.cli import DEFAULT_MODEL
-    from misr_monai.bundles import load_predictor
+def test_demo_decimates_reconstructs_and_draws(tmp_path, capsys):
+    from misr_monai.bundles import DEFAULT_MODEL, load_predictor
     from misr_monai.predictors import NetworkPredictor
 
     assert isinstance(load_predictor(DEFAULT_MODEL), NetworkPredictor)  # the shipped, pretrained bundle
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    out = nib.load(str(tmp_path / "demo" / "sub-53_T1w_x2.nii.gz"))
-    assert out.shape[2] == 2 * 138 - 1
+    truth = np.asanyarray(nib.load(str(DEMO_VOLUME)).dataobj)
+    decimated = nib.load(str(tmp_path / "demo" / "sub-53_T1w_decimated.nii.gz"))
+    out = nib.load(str(tmp_path / "demo" / f"sub-53_T1w_x2_{DEFAULT_MODEL}.nii.gz"))
+    np.testing.assert_array_equal(np.asanyarray(decimated.dataobj), truth[..., ::2])
+    assert out.shape[2] == 2 * 69 - 1
+    np.testing.assert_allclose(out.affine, nib.load(str(DEMO_VOLUME)).affine)  # back on the truth's grid
     assert (tmp_path / "demo" / "sub-53_T1w_x2.png").stat().st_size > 10_000
+    line = capsys.readouterr().out.splitlines()[-1]  # "...: PSNR of the new slices: NAME X dB, ..."
+    psnr = {k: float(v) for k, v, _ in (item.rsplit(" ", 2) for item in line.split("slices: ")[-1].split(", "))}
+    assert list(psnr) == ["input (every 2nd slice)", "cubic", DEFAULT_MODEL]
+    assert psnr[DEFAULT_MODEL] > psnr["cubic"] > psnr["input (every 2nd slice)"]
+
+
+def test_default_model_is_the_comparison_best():
+    """DEFAULT_MODEL is the model with the largest pooled PSNR gain over cubic in the committed comparison."""
+    from misr_monai.bundles import DEFAULT_MODEL
+
+    with open(ROOT / "docs" / "comparison" / "paired.csv") as f:
+        gains = {r["method"]: float(r["mean_diff"]) for r in csv.DictReader(f)
+                 if r["dataset"] == "all" and r["metric"] == "psnr" and r["versus"] == "cubic"}
+    assert max(gains, key=gains.get) == DEFAULT_MODEL
 
 
 def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
@@ -143,7 +160,8 @@ def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae",
-                             "mse", "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "gain_db", "seconds"]
+                             "mse", "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "coverage_2std",
+                             "spearman_std", "gain_db", "seconds"]
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"linear", "cubic"} and by_method["linear"]["volumes"] == "4"
     assert float(by_method["linear"]["gain_db"]) == 0.0 and int(by_method["cubic"]["slices"]) == 4 * 6

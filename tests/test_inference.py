@@ -117,3 +117,14 @@ def test_cubic_in_blocks_equals_one_spline():
     whole = CubicSpline(2 * np.arange(9), slices, axis=0, bc_type="natural")(2 * np.arange(8) + 1).astype(np.float32)
     for block in (1, 50, 9 * 12 * 5, 2**22):
         np.testing.assert_array_equal(cubic_interpolate(slices, block), whole)
+
+
+def test_new_slices_stay_within_the_input_range():
+    """A network that overshoots (negative voxels in a magnitude image) is clipped to the input's range; the
+    original slices are untouched."""
+
+    volume = np.random.default_rng(0).uniform(10, 100, (6, 5, 4)).astype(np.float32)
+    overshoot = lambda slices: np.where(np.arange(slices.shape[1])[None, :, None] % 2, -50.0, 500.0) + 0 * slices[1:]
+    out = upsample_array(volume, 2, overshoot)
+    np.testing.assert_array_equal(out[..., ::2], volume)
+    assert set(np.unique(out[..., 1::2])) == {volume.min(), volume.max()}
