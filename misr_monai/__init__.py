@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.3.0"
+import logging
+
+__version__ = "0.4.0"
+
+# MONAI says at import, on every CPU machine with pydicom, that an optional GPU DICOM decoder is missing: not ours to act on.
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 __all__ = ["__version__"]

@@ -197,6 +197,7 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
     the per-volume gain plots and every volume's per-slice PSNR profile against the reference (``profiles/``)."""
     from misr_monai.figures import (
         busiest_slice,
+        calibration_figure,
         comparison_figure,
         display_plane,
         gain_figure,
@@ -235,6 +236,13 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
             written.append(out / f"{_stem(volume)}_{_file_name(m)}_uncertainty.png")
             uncertainty_figure(np.clip(planes[0], 0, 1), np.clip(planes[1], 0, 1), planes[2], written[-1],
                                f"{volume}: {m}, mean and std of {samples} samples, slice {index} (axis {axis})")
+    for m in methods:
+        calibrated = [r for r in rows if r["method"] == m and "calibration_error" in r]
+        if calibrated:
+            written.append(out / f"calibration_{_file_name(m)}.png")
+            calibration_figure(calibrated, calibrated[0]["settings"]["samples"], written[-1],
+                               f"{m}: RMS error of the mean of {calibrated[0]['settings']['samples']} samples "
+                               "against their std")
     reference = experiment.get("reference", "cubic")
     for metric in ("psnr", "psnr_fg", "psnr_core"):
         written.append(out / f"gain_{metric}.png")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import Counter
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from misr_monai.io import InputError
 
-__all__ = ["DicomSeries", "is_dicom_folder", "read_series", "write_series"]
+__all__ = ["DicomSeries", "is_dicom_folder", "read_series", "to_frame", "write_series"]
 
 _GAP_TOLERANCE = 0.1
 """Largest relative deviation of one slice gap from the median gap that still counts as even spacing."""
@@ -101,9 +102,9 @@ def read_series(folder: str | os.PathLike) -> DicomSeries:
             raise InputError(f"{path}: truncated file ({len(ds.PixelData)} of {expected} bytes of pixel data).")
     series = sorted({str(ds.SeriesInstanceUID) for ds in datasets})
     if len(series) > 1:
-        names = ", ".join(f"{sum(str(d.SeriesInstanceUID) == s for d in datasets)} files of "
-                          f"{next(d for d in datasets if str(d.SeriesInstanceUID) == s).get('SeriesDescription', s)!s}"
-                          for s in series)
+        counts = Counter(str(d.SeriesInstanceUID) for d in datasets)
+        descriptions = {str(d.SeriesInstanceUID): str(d.get("SeriesDescription", "")) for d in datasets}
+        names = ", ".join(f"{counts[s]} files of {descriptions[s] or s}" for s in series)
         raise InputError(f"{folder}: {len(series)} series in one folder ({names}); give a folder of one series.")
     if len(datasets) < 3:
         raise InputError(f"{folder}: {len(datasets)} image slices; at least 3 are needed.")
@@ -128,28 +129,26 @@ def read_series(folder: str | os.PathLike) -> DicomSeries:
     stored = datasets[0].pixel_array.dtype
     if np.array_equal(volume, volume.astype(stored)):
         volume = volume.astype(stored)
-    series = DicomSeries(folder, datasets, normal, positions, volume, image.affine.numpy().astype(np.float64))
     # the slices' own layout, so that a network sees the slices as a plain NIfTI conversion stores them
-    series.affine = frame_affine(series)
-    series.volume = np.ascontiguousarray(to_frame(volume, image.affine.numpy().astype(np.float64), series.affine))
-    return series
+    affine = _frame_affine(datasets[0], normal, median)
+    volume = np.ascontiguousarray(to_frame(volume, image.affine.numpy().astype(np.float64), affine))
+    return DicomSeries(folder, datasets, normal, positions, volume, affine)
 
 
 def _lps_to_ras(points: np.ndarray) -> np.ndarray:
     return points * np.array([-1.0, -1.0, 1.0])
 
 
-def frame_affine(series: DicomSeries, factor: int = 1) -> np.ndarray:
-    """The RAS affine of the series' own pixel frame, (row, column, slice along the normal), for ``factor`` times as
-    many slices (the first slice's position unchanged): the layout of a plain stack of the slices' pixel arrays."""
-    ds = series.datasets[0]
-    iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-    row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
+def _frame_affine(first, normal: np.ndarray, spacing: float) -> np.ndarray:
+    """The RAS affine of a series' own pixel frame, (row, column, slice along ``normal``), from its ``first`` slice's
+    dataset and the slice ``spacing``: the layout of a plain stack of the slices' pixel arrays."""
+    iop = np.array([float(v) for v in first.ImageOrientationPatient])
+    row_spacing, column_spacing = (float(v) for v in first.PixelSpacing)
     affine = np.eye(4)
     affine[:3, 0] = _lps_to_ras(iop[3:] * row_spacing)  # down a column: the next row
     affine[:3, 1] = _lps_to_ras(iop[:3] * column_spacing)  # along a row: the next column
-    affine[:3, 2] = _lps_to_ras(series.normal * series.spacing / factor)
-    affine[:3, 3] = _lps_to_ras(np.array([float(v) for v in ds.ImagePositionPatient]))
+    affine[:3, 2] = _lps_to_ras(normal * spacing)
+    affine[:3, 3] = _lps_to_ras(np.array([float(v) for v in first.ImagePositionPatient]))
     return affine
 
 
@@ -187,7 +186,7 @@ def write_series(series: DicomSeries, volume: np.ndarray, affine: np.ndarray, ou
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     out_dir = Path(out_dir)
-    frame = to_frame(volume, affine, frame_affine(series, factor))  # (row, column, slice)
+    frame = to_frame(volume, affine, _frame_affine(series.datasets[0], series.normal, series.spacing / factor))
     n = frame.shape[2]
     series_uid = generate_uid()
     ascending = int(series.datasets[-1].InstanceNumber or 0) >= int(series.datasets[0].InstanceNumber or 0)

@@ -24,6 +24,7 @@ __all__ = [
     "column_spacing",
     "label_panel",
     "demo_figure",
+    "calibration_figure",
     "busiest_slice",
     "reformat_axis",
     "comparison_figure",
@@ -370,4 +371,31 @@ def slice_profile_figure(rows: list[dict], reference: str, path: str | os.PathLi
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def calibration_figure(rows: list[dict], samples: int, path: str | os.PathLike, title: str, bins: int = 10) -> None:
+    """Is a sampler's spread where its error is? Over the voxels drawn by
+    :py:func:`~misr_monai.metrics.score_calibration` from each row (one per volume): the RMS error of the K-sample
+    mean against the mean std, in ``bins`` equal-count bins of the std, beside the line of a calibrated sampler
+    (RMS error = std x sqrt(1 + 1/K): the truth is one more draw from the distribution the K samples come from).
+    One line per dataset."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = 0.0
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        err = np.concatenate([r["calibration_error"] for r in rows if r["dataset"] == dataset])
+        std = np.concatenate([r["calibration_std"] for r in rows if r["dataset"] == dataset])
+        order = np.argsort(std)
+        groups = np.array_split(order, bins)
+        x = [float(std[g].mean()) for g in groups]
+        y = [float(np.sqrt((err[g] ** 2).mean())) for g in groups]
+        ax.plot(x, y, marker="o", label=dataset)
+        top = max(top, *x, *y)
+    ax.plot([0, top], [0, top * np.sqrt(1 + 1 / samples)], "k--", linewidth=1, label=f"calibrated (K = {samples})")
+    ax.set_xlabel("std of the samples (binned)")
+    ax.set_ylabel("RMS error of their mean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     _save(fig, path)

@@ -79,6 +79,9 @@ def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experi
     assert 0 <= float(two["coverage_2std"]) <= 1 and -1 <= float(two["spearman_std"]) <= 1
     assert one["psnr"] != two["psnr"]  # one sample against the mean of two
     assert "coverage_2std" in (out / "summary.md").read_text()
+    assert main(["compare", str(config), "--out", str(out), "--methods", f"['{bundle}:k1', '{bundle}:k2']"]) == 0
+    assert (out / f"calibration_{comparison._file_name(str(bundle))}_k2.png").is_file()  # the figure of K > 1 only
+    assert not (out / f"calibration_{comparison._file_name(str(bundle))}_k1.png").exists()
 
 
 def test_overrides_reach_nested_keys(experiment, tmp_path, capsys):

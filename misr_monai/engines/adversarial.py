@@ -92,6 +92,10 @@ class PairedAdversarialTrainer(AdversarialTrainer):
         engine.state.output[AdversarialKeys.REALS] = engine.state.output[CommonKeys.LABEL]
 
 
+def _scalar(value) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
 def _mean_logit(logits) -> float:
     return float((logits[-1] if isinstance(logits, (list, tuple)) else logits).detach().float().mean())
 
@@ -100,9 +104,9 @@ def adversarial_stats(output: dict) -> dict[str, float]:
     """Scalars of one adversarial iteration for Stats/TensorBoard handlers: both generator losses, the
     discriminator's loss and its mean patch output on reals and fakes (D(real), D(fake))."""
     return {
-        "loss_recon": float(output[AdversarialKeys.RECONSTRUCTION_LOSS]),
-        "loss_g_adv": float(output[AdversarialKeys.GENERATOR_LOSS]),
-        "loss_d": float(output[AdversarialKeys.DISCRIMINATOR_LOSS]),
+        "loss_recon": _scalar(output[AdversarialKeys.RECONSTRUCTION_LOSS]),
+        "loss_g_adv": _scalar(output[AdversarialKeys.GENERATOR_LOSS]),
+        "loss_d": _scalar(output[AdversarialKeys.DISCRIMINATOR_LOSS]),
         "d_real": _mean_logit(output[AdversarialKeys.REAL_LOGITS]),
         "d_fake": _mean_logit(output[AdversarialKeys.FAKE_LOGITS]),
     }
