@@ -85,7 +85,7 @@ def _upsample(args) -> None:
     from misr_monai.bundles import load_predictor
     from misr_monai.dicom import is_dicom_folder, read_series
     from misr_monai.io import InputError
-    from misr_monai.volume import SliceInterpolationInferer, check_upsample_outputs, describe, upsample_file
+    from misr_monai.volume import SliceInterpolationInferer, describe, upsample_file
 
     source = Path(args.input)
     if not source.exists():
@@ -108,7 +108,6 @@ def _upsample(args) -> None:
     if dicom:
         info = _upsample_dicom(args, series, predict)
     else:
-        check_upsample_outputs(args.output, predict, args.factor, args.overwrite, args.samples > 1)
         info = upsample_file(source, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
     print(f"{args.output}: {describe(info)} ({args.model})")
     if "std_output" in info:

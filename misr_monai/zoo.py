@@ -88,12 +88,14 @@ def _network(bundle: Path) -> torch.nn.Module:
 
 
 def large_files_yaml(bundle: str | os.PathLike) -> str:
-    """``large_files.yml`` in the Zoo's format: each file of ``models/``, a URL placeholder and its sha256."""
+    """``large_files.yml`` in the Zoo's format: each file of ``models/`` (a refiner's base network's weights too), a
+    URL placeholder and its sha256."""
     import yaml
 
     bundle = Path(bundle)
     entries = [{"path": f"models/{p.name}", "url": URL_PLACEHOLDER.format(bundle=bundle.name, name=p.name),
-                "hash_val": file_sha256(p), "hash_type": "sha256"} for p in sorted((bundle / "models").glob("model.*"))]
+                "hash_val": file_sha256(p), "hash_type": "sha256"}
+               for p in sorted((bundle / "models").iterdir()) if p.is_file() and not p.name.startswith(".")]
     return yaml.safe_dump({"large_files": entries}, sort_keys=False)
 
 
