@@ -74,8 +74,12 @@ class _Methods:
                 "method": method, "weights_sha256": file_sha256(weights) if weights.is_file() else None,
                 "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
                 "seed": self.experiment.get("seed", 0),
-                "precision": self.experiment.get("precision", "fp32")}
+                "precision": self.precision(method)}
         return self.known[method]
+
+    def precision(self, method: str) -> str:
+        """The experiment's ``precision``, or the one its ``precisions`` mapping gives this method's bundle."""
+        return self.experiment.get("precisions", {}).get(split_samples(method)[0], self.experiment.get("precision", "fp32"))
 
     def __getitem__(self, method: str):
         if method not in self.loaded:
@@ -85,7 +89,7 @@ class _Methods:
     def load(self, method: str, samples: int):
         exp = self.experiment
         return load_predictor(method, exp.get("device", "cpu"), exp.get("batch_size", 8), samples=samples,
-                              seed=exp.get("seed", 0), precision=exp.get("precision", "fp32"))
+                              seed=exp.get("seed", 0), precision=self.precision(method))
 
 
 def _stem(volume: str) -> str:

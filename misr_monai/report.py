@@ -128,7 +128,7 @@ Command: `{command or 'misr compare'}`
 - Protocol: `shared/EVALUATION.md` through `misr_monai.evaluation` (odd slices reconstructed from the even ones,
   intensities scaled by each volume's 99.5th percentile, metrics on the reconstructed slices).
 - Methods: {', '.join(methods)}; seed {experiment.get('seed', 0)}, sampling models' samples per slice
-  {experiment.get('samples', 1)}, precision {experiment.get('precision', 'fp32')}, device {experiment.get('device', 'cpu')}.
+  {experiment.get('samples', 1)}, precision {experiment.get('precision', 'fp32')}{''.join(f' ({m}: {p})' for m, p in experiment.get('precisions', {}).items())}, device {experiment.get('device', 'cpu')}.
 - Run time of this call: {seconds:.0f} s (cached results are not recomputed); reconstruction time of every result: {computed:.0f} s.
 - Versions: {versions}.
 
