@@ -1,5 +1,5 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The evaluation protocol's metrics (shared/EVALUATION.md), implemented once."""
+"""The evaluation protocol's metrics (../shared/EVALUATION.md), implemented once."""
 
 from __future__ import annotations
 

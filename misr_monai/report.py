@@ -125,7 +125,7 @@ def write_report(experiment, methods, metrics, summary, rows, paired, figures, o
 
 Command: `{command or 'misr compare'}`
 
-- Protocol: `shared/EVALUATION.md` through `misr_monai.evaluation` (odd slices reconstructed from the even ones,
+- Protocol: `../shared/EVALUATION.md` through `misr_monai.evaluation` (odd slices reconstructed from the even ones,
   intensities scaled by each volume's 99.5th percentile, metrics on the reconstructed slices).
 - Methods: {', '.join(methods)}; seed {experiment.get('seed', 0)}, sampling models' samples per slice
   {experiment.get('samples', 1)}, precision {experiment.get('precision', 'fp32')}{''.join(f' ({m}: {p})' for m, p in experiment.get('precisions', {}).items())}, device {experiment.get('device', 'cpu')}.
@@ -157,7 +157,7 @@ the pooled rows (`all`, every volume of every dataset; every paired metric), the
 
 {_original_table(summary)}
 The original numbers (PSNR dB / SSIM) come from one unnamed prostate set with an unpublished training notebook and
-an unstated metric convention (intensity range, slices scored, foreground); ours follow `shared/EVALUATION.md` on
+an unstated metric convention (intensity range, slices scored, foreground); ours follow `../shared/EVALUATION.md` on
 named test splits. They are not directly comparable: read the ranking, not the decibels.
 
 ## Figures
