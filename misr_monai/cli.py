@@ -119,8 +119,6 @@ def _upsample(args) -> None:
 def _upsample_dicom(args, series, predict) -> dict:
     """``upsample`` of a read DICOM series (:py:func:`~misr_monai.dicom.read_series`): to a new DICOM series (a
     folder), or to NIfTI."""
-    import nibabel as nib
-
     from misr_monai.dicom import write_series
     from misr_monai.io import InputError
     from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
@@ -133,13 +131,9 @@ def _upsample_dicom(args, series, predict) -> dict:
         upsampled_affine,
     )
 
-    img = nib.Nifti1Image(series.volume, series.affine)
-    img.header.set_xyzt_units("mm")
-    img.set_sform(series.affine, code=1)  # scanner coordinates, as DICOM's
-    img.set_qform(series.affine, code=1)
     if args.output_format == "nifti":
         check_upsample_outputs(args.output, predict, args.factor, args.overwrite, args.samples > 1)
-        return upsample_image(series.volume, img, args.input, args.output, predict, args.axis, args.factor,
+        return upsample_image(series.volume, series.nifti(), args.input, args.output, predict, args.axis, args.factor,
                               args.overwrite, args.samples > 1)
     normal_axis = find_slice_axis(series.affine)
     axis = normal_axis if args.axis is None else args.axis

@@ -75,6 +75,17 @@ class DicomSeries:
         """The slice spacing along the normal (mm)."""
         return float(np.median(np.diff(self.positions)))
 
+    def nifti(self):
+        """The volume as a nibabel NIfTI image in scanner coordinates (sform and qform code 1, mm), as a NIfTI
+        conversion of the series stores it."""
+        import nibabel as nib
+
+        img = nib.Nifti1Image(self.volume, self.affine)
+        img.header.set_xyzt_units("mm")
+        img.set_sform(self.affine, code=1)
+        img.set_qform(self.affine, code=1)
+        return img
+
 
 def read_series(folder: str | os.PathLike) -> DicomSeries:
     """Read and check a folder holding one DICOM series of parallel, evenly spaced slices.

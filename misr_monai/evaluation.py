@@ -37,13 +37,14 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     scores, reconstructions = {}, {}
     for name, predict in predictors.items():
         start = time.perf_counter()
+        std = None
         if sampled(predict):
             reconstructions[name], std = upsample_array(even, axis, predict, std=True)
         else:
             reconstructions[name] = upsample_array(even, axis, predict)
         seconds = time.perf_counter() - start
         scores[name] = {**score_reconstruction(truth, reconstructions[name], axis), "seconds": seconds}
-        if sampled(predict):
+        if std is not None:
             scores[name].update(score_calibration(truth, reconstructions[name], std, axis))
     return scores, reconstructions
 
