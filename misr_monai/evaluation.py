@@ -23,7 +23,8 @@ from misr_monai.transforms.utils import find_slice_axis
 __all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "sampled", "dataset_of", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
 
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
-                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", *CALIBRATION_METRICS, "gain_db", "seconds")
+                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", *CALIBRATION_METRICS, "gain_db",
+                   "seconds")
 
 
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor]):

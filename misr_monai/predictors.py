@@ -88,11 +88,13 @@ class NetworkPredictor:
 
     def predict_channels(self, slices: np.ndarray) -> np.ndarray:
         """Every output channel of the network for each pair of neighbouring slices: ``(m - 1, C, H, W)``, in the
-        slices' own units. ``slices`` may be a strided view; it is read one batch at a time."""
+        slices' own units.
+
+        The stack is moved to the device once, scaled and splined there (:py:func:`cubic_interpolate` in torch), cut
+        into batches of gaps on the device, and the predictions are copied back once."""
         scale = percentile_scale_factor(slices, self.percentile)
         m, h, w = slices.shape
         batch = max(1, min(self.batch_size, BATCH_PIXELS.get(self.device.type, BATCH_PIXELS["cuda"]) // (h * w)))
-        out = None
         starts = range(0, m - 1, batch)
         if self.progress:
             from tqdm import tqdm
@@ -100,27 +102,25 @@ class NetworkPredictor:
             starts = tqdm(starts, desc="slices", unit="batch", leave=False)
         cuda = self.device.type == "cuda"
         dtype = torch.float16 if cuda and not native_bf16(self.device) else torch.bfloat16
-        estimate = cubic_interpolate(slices) if self.spline else None  # once per volume, the protocol's cubic
+        stack = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))
+        stack = stack.to(self.device) / scale  # a new tensor: the caller's slices are never written
+        estimate = cubic_interpolate(stack) if self.spline else None  # once per volume, the protocol's cubic
+        out = None
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=self.precision == "bf16"):
             k = self.context
             for start in starts:
                 stop = min(start + batch, m - 1)
-                if k == 1:
-                    x = slices[start : stop + 1]
-                else:  # gaps start..stop-1 need slices start-k+1 .. stop+k-1, mirrored at the ends
-                    x = slices[reflect_index(np.arange(start - k + 1, stop + k), m)]
-                x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-                x = x.pin_memory() if cuda else x
-                x = x.to(self.device, non_blocking=cuda) / scale
+                # gaps start..stop-1 need slices start-k+1 .. stop+k-1, mirrored at the ends
+                x = stack[torch.from_numpy(reflect_index(np.arange(start - k + 1, stop + k), m)).to(self.device)]
                 channels = [x[j : j + stop - start] for j in range(2 * k)]
                 if estimate is not None:
-                    spline = torch.from_numpy(np.ascontiguousarray(estimate[start:stop], dtype=np.float32))
-                    channels.append(spline.to(self.device) / scale)
+                    channels.append(estimate[start:stop])
                 pairs = torch.stack(channels, dim=1)
                 if not cuda:
                     pairs = pairs.contiguous(memory_format=torch.channels_last)
-                pred = self.network(pairs).float().mul_(scale).cpu().numpy()
+                pred = self.network(pairs)
                 if out is None:
-                    out = np.empty((m - 1, *pred.shape[1:]), dtype=np.float32)
+                    out = torch.empty((m - 1, *pred.shape[1:]), dtype=torch.float32, device=self.device)
                 out[start:stop] = pred
-        return out.astype(slices.dtype, copy=False)
+            out = out.mul_(scale).cpu()
+        return out.numpy().astype(slices.dtype, copy=False)

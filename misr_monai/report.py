@@ -135,7 +135,8 @@ Command: `{command or 'misr compare'}`
 ## Results per dataset (mean ± std over volumes)
 
 PSNR and SSIM in the protocol's convention; `tp_ratio` is through-plane continuity (1 ideal, below 1 too smooth,
-above 1 flicker); gains are mean PSNR differences; params and multiply-adds per output voxel are counted on the
+above 1 flicker); `sharpness` is the mean |in-plane Laplacian| of the new slices over that of the original slices of
+the same volume (1 ideal: no alternation of sharp and soft slices when scrolling; below 1 blurrier); gains are mean PSNR differences; params and multiply-adds per output voxel are counted on the
 network by `torch.utils.flop_counter` (every denoising pass and sample of a sampling model).
 
 {summary_markdown(summary, metrics)}

@@ -110,13 +110,23 @@ def test_float64_and_4d_single_volume(tmp_path):
     np.testing.assert_array_equal(out[..., ::2], vol)
 
 
-def test_cubic_in_blocks_equals_one_spline():
+def test_torch_spline_equals_scipys_natural_spline_on_random_and_smooth_stacks():
     from scipy.interpolate import CubicSpline
 
-    slices = smooth_volume((9, 14, 12), seed=2)
-    whole = CubicSpline(2 * np.arange(9), slices, axis=0, bc_type="natural")(2 * np.arange(8) + 1).astype(np.float32)
-    for block in (1, 50, 9 * 12 * 5, 2**22):
-        np.testing.assert_array_equal(cubic_interpolate(slices, block), whole)
+    stacks = [np.random.default_rng(m).uniform(0, 1000, (m, 7, 5)).astype(np.float32) for m in (2, 3, 4, 5, 8, 129)]
+    stacks.append(smooth_volume((9, 14, 12), seed=2) * 900)
+    for slices in stacks:
+        m = slices.shape[0]
+        scipy = CubicSpline(2 * np.arange(m), slices.astype(np.float64), axis=0, bc_type="natural")(2 * np.arange(m - 1) + 1)
+        before = slices.copy()
+        ours = cubic_interpolate(slices)
+        assert ours.dtype == np.float32 and ours.shape == scipy.shape
+        np.testing.assert_array_equal(slices, before)  # the input is only read
+        assert np.abs(ours - scipy).max() <= 1e-5 * np.abs(scipy).max()  # ends included
+        tensor = cubic_interpolate(torch.from_numpy(slices))
+        assert isinstance(tensor, torch.Tensor)
+        np.testing.assert_array_equal(tensor.numpy(), ours)
+    assert cubic_interpolate(np.ones((1, 3, 3), np.float32)).shape == (0, 3, 3)
 
 
 def test_new_slices_stay_within_the_input_range():

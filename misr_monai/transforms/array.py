@@ -25,7 +25,8 @@ from misr_monai.transforms.utils import (
     voxel_spacing,
 )
 
-__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets"]
+__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets", "sampled_axes",
+           "spline_channel"]
 
 SLICE_AXIS_KEY = "slice_axis"
 
@@ -100,29 +101,66 @@ class PercentileScale(InvertibleTransform):
         return data * transform["extra_info"]["scale"]
 
 
-class SliceSpline(Transform):
-    """The context models' spline of a channel-first 3D volume along each spatial axis: ``(3, X, Y, Z)``, channel ``a``
-    holding :py:func:`~misr_monai.interpolation.leave_parity_out_spline` along axis ``a``.
+def sampled_axes(img: torch.Tensor, random_axis: bool = False, max_anisotropy: float = 1.5) -> list[int]:
+    """The axes along which slice triplets of ``img`` are drawn: its ``meta["slice_axis"]`` (or the last axis), or,
+    with ``random_axis`` and a near-isotropic volume (largest/smallest spacing <= ``max_anisotropy``), every axis with
+    at least 3 slices."""
+    axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
+    if random_axis and isinstance(img, MetaTensor):
+        spacing = voxel_spacing(img.affine)
+        if spacing.max() <= spacing.min() * max_anisotropy:
+            return [a for a in range(3) if img.shape[a + 1] >= 3]
+    return [int(axis)]
 
-    At slice i along axis ``a`` it is the natural cubic spline through the slices of the other parity, which is what
-    the protocol's ``cubic`` gives for slice i when i is the missing one; computed once per volume (cache it with
-    the volume), then cut with the patches (:py:class:`RandSliceTriplet`, :py:class:`SliceTriplets`).
+
+def spline_channel(spline: torch.Tensor, axis: int, slice_axis: int) -> int:
+    """The channel of :py:class:`SliceSpline`'s output that holds the spline along ``axis``: ``axis`` itself when it
+    has all three, 0 when it has only the slice axis's.
+
+    Raises:
+        ValueError: ``spline`` lacks ``axis``.
+    """
+    if spline.shape[0] == 3:
+        return axis
+    if axis != slice_axis:
+        raise ValueError(f"the spline holds only the slice axis {slice_axis}, but a triplet along axis {axis} was "
+                         "drawn: give SliceSpline the sampler's random_axis.")
+    return 0
+
+
+class SliceSpline(Transform):
+    """The context models' spline of a channel-first 3D volume along the axes that triplets are drawn from:
+    ``(3, X, Y, Z)`` (channel ``a`` holding :py:func:`~misr_monai.interpolation.leave_parity_out_spline` along axis
+    ``a``) for a near-isotropic volume with ``random_axis``, else ``(1, X, Y, Z)`` along the slice axis only.
+
+    At slice i along an axis it is the natural cubic spline through the slices of the other parity, which is what the
+    protocol's ``cubic`` gives for slice i when i is the missing one; computed once per volume, in torch on the
+    volume's device (cache it with the volume), then cut with the patches (:py:class:`RandSliceTriplet`,
+    :py:class:`SliceTriplets`).
+
+    Args:
+        random_axis, max_anisotropy: as :py:class:`RandSliceTriplet` (the axes it can draw). Defaults to False, 1.5.
 
     Example::
 
         >>> vol = MetaTensor(torch.arange(7.0).view(1, 1, 1, 7).expand(1, 4, 4, 7) ** 2)
-        >>> SliceSpline()(vol)[2, 0, 0, 1:-1].round(decimals=3).tolist()
+        >>> SliceSpline(random_axis=True)(vol)[2, 0, 0, 1:-1].round(decimals=3).tolist()
         [1.4, 4.25, 8.8, 16.25, 25.4]
     """
 
-    backend = [TransformBackends.NUMPY]
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, random_axis: bool = False, max_anisotropy: float = 1.5) -> None:
+        self.random_axis = random_axis
+        self.max_anisotropy = max_anisotropy
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
         if img.ndim != 4:
             raise ValueError(f"SliceSpline expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
-        volume = np.asarray(img[0].detach().cpu().numpy() if isinstance(img, torch.Tensor) else img[0], np.float32)
-        axes = [np.moveaxis(leave_parity_out_spline(np.moveaxis(volume, a, 0)), 0, a) for a in range(3)]
-        return torch.from_numpy(np.stack(axes))
+        img = convert_to_tensor(img, track_meta=True)
+        volume = (img.as_tensor() if isinstance(img, MetaTensor) else img)[0]
+        axes = sampled_axes(img, self.random_axis, self.max_anisotropy)
+        return torch.stack([torch.movedim(leave_parity_out_spline(torch.movedim(volume, a, 0)), 0, a) for a in axes])
 
 
 class RandSliceTriplet(Randomizable, Transform):
@@ -136,6 +174,12 @@ class RandSliceTriplet(Randomizable, Transform):
     ``max_tries`` times, after which the most foreground-rich draw is kept. Given the volume's ``spline``
     (:py:class:`SliceSpline`), the input gains it at slice i as its last channel (2K + 1 channels).
 
+    The patch is cut by indexing the volume where it lies (CPU or GPU) and returned as plain tensors on that device:
+    the volume, which a ``CacheDataset(copy_cache=False)`` shares between draws, is never written. With ``augment``,
+    the patch (input and target together, one operation each) is flipped along each in-plane axis with probability
+    0.5 and rotated by 90, 180 or 270 degrees with probability 0.5 (180 only for non-square patches): what
+    ``RandFlipd`` twice and ``RandRotate90d`` would do, without wrapping each patch in a ``MetaTensor``.
+
     Args:
         patch_size: in-plane patch size. Defaults to (128, 128).
         min_foreground: least fraction of foreground voxels in the target patch. Defaults to 0.1.
@@ -143,6 +187,7 @@ class RandSliceTriplet(Randomizable, Transform):
         max_anisotropy: spacing ratio under which a volume counts as near-isotropic. Defaults to 1.5.
         max_tries: draws before giving up on ``min_foreground``. Defaults to 10.
         context: K, the neighbours on each side (:py:func:`neighbour_offsets`). Defaults to 1.
+        augment: random in-plane flips and 90-degree rotations of the patch. Defaults to False.
 
     Example::
 
@@ -162,6 +207,7 @@ class RandSliceTriplet(Randomizable, Transform):
         max_anisotropy: float = 1.5,
         max_tries: int = 10,
         context: int = 1,
+        augment: bool = False,
     ) -> None:
         self.offsets = neighbour_offsets(context)
         if len(patch_size) != 2 or min(patch_size) < 1:
@@ -173,19 +219,12 @@ class RandSliceTriplet(Randomizable, Transform):
         self.random_axis = random_axis
         self.max_anisotropy = max_anisotropy
         self.max_tries = max(1, int(max_tries))
+        self.augment = augment
         self._axis = 2
         self._corner: tuple[int, int, int] = (1, 0, 0)
 
-    def _candidate_axes(self, img: torch.Tensor) -> list[int]:
-        axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
-        if self.random_axis and isinstance(img, MetaTensor):
-            spacing = voxel_spacing(img.affine)
-            if spacing.max() <= spacing.min() * self.max_anisotropy:
-                return [a for a in range(3) if img.shape[a + 1] >= 3]
-        return [int(axis)]
-
     def randomize(self, img: torch.Tensor) -> None:
-        axes = self._candidate_axes(img)
+        axes = sampled_axes(img, self.random_axis, self.max_anisotropy)
         self._axis = axes[self.R.randint(len(axes))]
         if img.shape[self._axis + 1] < 3:
             raise ValueError(f"RandSliceTriplet needs 3 slices along axis {self._axis}, got shape {tuple(img.shape)}.")
@@ -196,18 +235,28 @@ class RandSliceTriplet(Randomizable, Transform):
             *(int(self.R.randint(0, max(d - p, 0) + 1)) for d, p in zip(plane, self.patch_size)),
         )
 
-    def _cut(self, img: torch.Tensor, spline: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cut(self, img: torch.Tensor, spline: torch.Tensor | None) -> torch.Tensor:
+        """The patch stack: input channels then the target, ``(C + 1, *patch_size)``, a new tensor."""
         i, r0, c0 = self._corner
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, self._axis + 1, 1)  # (C, slices, H, W)
         index = reflect_index([i + o for o in self.offsets] + [i], vol.shape[1]).tolist()
-        stack = vol[0, index, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]].float()
+        rows, cols = slice(r0, r0 + self.patch_size[0]), slice(c0, c0 + self.patch_size[1])
+        stack = vol[0, index, rows, cols].float()
         if spline is not None:
-            estimate = torch.movedim(torch.as_tensor(spline[self._axis]), self._axis, 0)[i : i + 1]
-            stack = torch.cat([stack[:-1], estimate[:, r0 : r0 + self.patch_size[0], c0 : c0 + self.patch_size[1]].float(),
-                               stack[-1:]])
+            channel = spline_channel(spline, self._axis, img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2)
+            estimate = torch.movedim(spline[channel], self._axis, 0)[i : i + 1, rows, cols].float()
+            stack = torch.cat([stack[:-1], estimate, stack[-1:]])
         pad = (0, self.patch_size[1] - stack.shape[2], 0, self.patch_size[0] - stack.shape[1])
-        stack = torch.nn.functional.pad(stack, pad)
-        return stack[:-1].clone(), stack[-1:].clone()
+        return torch.nn.functional.pad(stack, pad) if any(pad) else stack
+
+    def _augment(self, stack: torch.Tensor) -> torch.Tensor:
+        flips = [d for d in (-2, -1) if self.R.rand() < 0.5]
+        if flips:
+            stack = torch.flip(stack, flips)
+        if self.R.rand() < 0.5:
+            k = int(self.R.randint(1, 4)) if stack.shape[-1] == stack.shape[-2] else 2
+            stack = torch.rot90(stack, k, (-2, -1))
+        return stack
 
     def __call__(
         self, img: NdarrayOrTensor, randomize: bool = True, spline: NdarrayOrTensor | None = None
@@ -215,20 +264,26 @@ class RandSliceTriplet(Randomizable, Transform):
         img = convert_to_tensor(img, track_meta=True)
         if img.ndim != 4 or min(img.shape[1:]) < 1:
             raise ValueError(f"RandSliceTriplet expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
-        if spline is not None and tuple(spline.shape) != (3, *img.shape[1:]):
-            raise ValueError(f"spline must be SliceSpline's (3, X, Y, Z) of the volume, got shape {tuple(spline.shape)}.")
+        if spline is not None:
+            spline = spline.as_tensor() if isinstance(spline, MetaTensor) else torch.as_tensor(spline)
+            if spline.ndim != 4 or spline.shape[0] not in (1, 3) or spline.shape[1:] != img.shape[1:]:
+                raise ValueError(f"spline must be SliceSpline's (3 or 1, X, Y, Z) of the volume, got shape {tuple(spline.shape)}.")
         if not randomize:
-            return self._cut(img, spline)
-        best, best_fg = None, -1.0
-        for _ in range(self.max_tries):
-            self.randomize(img)
-            x, y = self._cut(img, spline)
-            fg = float((y > FOREGROUND_THRESHOLD).float().mean())
-            if fg > best_fg:
-                best, best_fg = (x, y), fg
-            if fg >= self.min_foreground:
-                break
-        return best
+            stack = self._cut(img, spline)
+        else:
+            best, best_fg = None, -1.0
+            for _ in range(self.max_tries):
+                self.randomize(img)
+                stack = self._cut(img, spline)
+                fg = float((stack[-1] > FOREGROUND_THRESHOLD).float().mean())
+                if fg > best_fg:
+                    best, best_fg = stack, fg
+                if fg >= self.min_foreground:
+                    break
+            stack = best
+            if self.augment:
+                stack = self._augment(stack)
+        return stack[:-1], stack[-1:]
 
 
 class SliceTriplets(Transform):
@@ -264,7 +319,9 @@ class SliceTriplets(Transform):
         img = convert_to_tensor(img, track_meta=True)
         axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, axis + 1, 1)[0].float()
-        estimate = None if spline is None else torch.movedim(torch.as_tensor(spline[axis]), axis, 0).float()
+        estimate = None
+        if spline is not None:
+            estimate = torch.movedim(torch.as_tensor(spline[spline_channel(spline, axis, axis)]), axis, 0).float()
         out = []
         for i in range(1, vol.shape[0] - 1, 2 * self.stride):
             if float(vol[i].max()) >= FOREGROUND_THRESHOLD:

@@ -73,16 +73,18 @@ class PercentileScaled(MapTransform, InvertibleTransform):
 
 class SliceSplined(MapTransform):
     """Dictionary-based :py:class:`SliceSpline`: the spline of the volume at ``keys`` (one key) goes to ``spline_key``,
-    for :py:class:`RandSliceTripletd` and :py:class:`SliceTripletsd` to cut. Deterministic: cached with the volume."""
+    for :py:class:`RandSliceTripletd` and :py:class:`SliceTripletsd` to cut, along the axes ``random_axis`` lets the
+    sampler draw. Deterministic: cached with the volume."""
 
     backend = SliceSpline.backend
 
-    def __init__(self, keys: KeysCollection, spline_key: str = "spline", allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, spline_key: str = "spline", allow_missing_keys: bool = False,
+                 random_axis: bool = False, max_anisotropy: float = 1.5) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
             raise ValueError(f"SliceSplined takes exactly one key (the volume), got {self.keys}.")
         self.spline_key = spline_key
-        self.transform = SliceSpline()
+        self.transform = SliceSpline(random_axis, max_anisotropy)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -104,6 +106,8 @@ class RandSliceTripletd(Randomizable, MapTransform):
         patch_size, min_foreground, random_axis, max_anisotropy, max_tries: as :py:class:`RandSliceTriplet`.
         allow_missing_keys: don't raise if the key is missing. Defaults to False.
         context: K neighbours on each side, a 2K-channel input (:py:class:`RandSliceTriplet`). Defaults to 1.
+        augment: random in-plane flips and 90-degree rotations of each patch (:py:class:`RandSliceTriplet`).
+            Defaults to False.
         spline_key: the key of the volume's :py:class:`SliceSplined` output, appended to the input as its last
             channel, and dropped from the returned dicts; None for none. Defaults to None.
 
@@ -130,6 +134,7 @@ class RandSliceTripletd(Randomizable, MapTransform):
         allow_missing_keys: bool = False,
         context: int = 1,
         spline_key: str | None = None,
+        augment: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if len(self.keys) != 1:
@@ -139,7 +144,7 @@ class RandSliceTripletd(Randomizable, MapTransform):
             raise ValueError(f"num_samples must be positive, got {num_samples}.")
         self.label_key = label_key
         self.num_samples = int(num_samples)
-        self.sampler = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context)
+        self.sampler = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context, augment)
 
     def set_random_state(self, seed: int | None = None, state=None) -> RandSliceTripletd:
         super().set_random_state(seed, state)

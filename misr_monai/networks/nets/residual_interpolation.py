@@ -102,31 +102,44 @@ class ResidualInterpolationNet(nn.Module):
 
 
 def warm_start(network: ResidualInterpolationNet, state_dict: dict) -> ResidualInterpolationNet:
-    """Load the weights of a ResidualInterpolationNet with fewer (or as many) residual blocks into ``network``.
+    """Load the weights of a smaller ResidualInterpolationNet into ``network``: fewer (or as many) residual blocks, and
+    for a context network (``spline_skip``) optionally one input channel fewer.
 
     The head, the first blocks and the tail are copied; each extra block keeps its first convolution and gets a zero
-    second convolution, so it starts as an identity and ``network`` computes exactly what the smaller network did.
-    This is how the SRGAN generator (8 blocks) starts from the residual CNN (5 blocks).
+    second convolution, so it starts as an identity. This is how the SRGAN generator (8 blocks) starts from the residual
+    CNN (5 blocks). A state dict of a 2K-neighbour network (``residual_cnn_4slice``) given to a context network of the
+    same K gets a zero head kernel for the spline channel, so the body sees what it was trained on while the skip is
+    the spline instead of the four-tap filter.
 
     Args:
-        network: the deeper network, changed in place.
-        state_dict: a state dict of the smaller network (same width, in/out channels).
+        network: the deeper (or spline-taking) network, changed in place.
+        state_dict: a state dict of the smaller network (same width and output channels).
 
     Returns:
         ``network``.
 
     Raises:
-        ValueError: the state dict has more blocks than ``network``.
+        ValueError: the state dict has more blocks than ``network``, or its input channels do not fit.
 
     Example::
 
         >>> small = ResidualInterpolationNet(channels=8, num_res_blocks=1)
         >>> deep = warm_start(ResidualInterpolationNet(channels=8, num_res_blocks=3), small.state_dict())
+        >>> four = ResidualInterpolationNet(in_channels=4, channels=8, num_res_blocks=1)
+        >>> context = warm_start(ResidualInterpolationNet(in_channels=5, channels=8, num_res_blocks=1, spline_skip=True),
+        ...                      four.state_dict())
     """
     own = network.state_dict()
+    state_dict = dict(state_dict)
     blocks = {int(k.split(".")[1]) for k in state_dict if k.startswith("body.")}
     if len(blocks) > len(network.body):
         raise ValueError(f"the state dict has {len(blocks)} residual blocks, the network only {len(network.body)}.")
+    head, ours = state_dict.get("head.conv.weight"), own["head.conv.weight"]
+    if head is not None and head.shape[1] != ours.shape[1]:
+        if not (network.spline_skip and head.shape[1] == ours.shape[1] - 1):
+            raise ValueError(f"the state dict's network takes {head.shape[1]} input channels, this one "
+                             f"{ours.shape[1]}; only a spline channel can be added.")
+        state_dict["head.conv.weight"] = torch.cat([head, torch.zeros_like(ours[:, -1:])], dim=1)
     own.update(state_dict)
     network.load_state_dict(own)
     for block in list(network.body)[len(blocks):]:
