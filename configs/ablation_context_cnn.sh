@@ -34,5 +34,5 @@ PY
 done
 wait
 misr evaluate --datalist data_lists/ds002748.json data_lists/ds011_t1w.json data_lists/prostate3t.json --split validation \
-    --dataset-dir "$DATA" --no-figures --methods "linear,cubic,residual_cnn_4slice,$(printf "$WORK/%s," k2_mixed_c64 \
+    --dataset-dir "$DATA" --no-figures --methods "linear,cubic,$(printf "$WORK/%s," k2_mixed_c64 \
     k3_mixed_c64 k2_brain_c64 k2_mixed_c96 | sed 's/,$//')" --out "$WORK/validation"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The context models' long run on one GPU, every configuration from its bundle's own train.json:
-#   warm  - context_cnn warm-started from residual_cnn_4slice's weights (spline channel zero-initialised)
+#   warm  - context_cnn warm-started from the weights of residual_cnn_4slice, release 0.4.0 (its last; the spline
+#           channel zero-initialised), read from this repository's history
 #   cold  - context_cnn from nothing (the untrained network is cubic exactly), for the warm-start comparison
 #   brain - context_cnn_brain warm-started from its own shipped weights
 # The three share the GPU for the same wall-clock minutes (equal minutes, so the warm/cold comparison is fair). Each
@@ -13,6 +14,8 @@ out=$1 data=$2 minutes=$3 batch=${4:-16}
 here=$(cd "$(dirname "$0")/.." && pwd)
 bundles=$here/bundles
 mkdir -p "$out"
+four_slice=$out/residual_cnn_4slice_0.4.0.pt
+git -C "$here" show 890eb0e:bundles/mri_slice_interpolation_residual_cnn_4slice/models/model.pt > "$four_slice"
 list=(${DATALIST:+--datalist "$DATALIST"})
 python3 -m misr_monai benchmark --training context_cnn --dataset-dir "$data" --batch-size "$batch" --iterations 100 "${list[@]}" \
     2>&1 | grep -v -i warn | tee "$out/benchmark_training.log"
@@ -34,7 +37,7 @@ run() {  # NAME BUNDLE PRETRAINED
         --output_dir "$out/$1" --ckpt_dir "$out/$1/models" --pretrained "$3" "${common[@]}" \
         > "$out/$1.log" 2>&1 &
 }
-run warm mri_slice_interpolation_context_cnn "$bundles/mri_slice_interpolation_residual_cnn_4slice/models/model.pt"
+run warm mri_slice_interpolation_context_cnn "$four_slice"
 run cold mri_slice_interpolation_context_cnn ""
 run brain mri_slice_interpolation_context_cnn_brain "$bundles/mri_slice_interpolation_context_cnn_brain/models/model.pt"
 wait

@@ -12,24 +12,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BUNDLES_DIR", "BUNDLES", "DEFAULT_MODEL", "split_samples", "bundle_folder", "load_predictor"]
+__all__ = ["BUNDLES_DIR", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor"]
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = {
     "residual_cnn": "mri_slice_interpolation_residual_cnn",
-    "residual_cnn_4slice": "mri_slice_interpolation_residual_cnn_4slice",
     "context_cnn": "mri_slice_interpolation_context_cnn",
     "context_cnn_brain": "mri_slice_interpolation_context_cnn_brain",
     "srgan": "mri_slice_interpolation_srgan",
     "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
 }
 """Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
-DEFAULT_MODEL = "residual_cnn_4slice"
+DEFAULT_MODEL = "context_cnn"
 """The model of ``misr upsample`` and ``misr demo`` without ``--model``: the one the comparison ranks best over all its
 test volumes (``docs/comparison/paired.md``: PSNR against cubic, pooled), kept in step by a test."""
 
 
 _SAMPLES = re.compile(r"(?P<name>.+):k(?P<samples>[1-9][0-9]*)")
+SELF_ENSEMBLE = ":se"
+"""The suffix of a network model's name that asks for its self-ensemble (``context_cnn:se``: the mean over 16 flips,
+rotations and slice orders, :py:class:`~misr_monai.predictors.NetworkPredictor`)."""
 
 
 def split_samples(method: str) -> tuple[str, int | None]:
@@ -42,15 +44,16 @@ def split_samples(method: str) -> tuple[str, int | None]:
 def bundle_folder(method: str) -> Path | None:
     """The bundle folder named by ``method`` (a short name or a path, with or without ``:kK``), or None when it names
     none."""
-    method = split_samples(method)[0]
+    method = split_samples(method.removesuffix(SELF_ENSEMBLE))[0]
     folder = BUNDLES_DIR / BUNDLES[method] if method in BUNDLES else Path(method)
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 
 def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
-                   samples: int = 1, seed: int | None = None, precision: str = "fp32"):
+                   samples: int = 1, seed: int | None = None, precision: str = "fp32", self_ensemble: bool = False):
     """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder,
-    for a sampling model optionally with the samples per slice (``fast_ddpm:k8``, which overrides ``samples``).
+    for a sampling model optionally with the samples per slice (``fast_ddpm:k8``, which overrides ``samples``), for
+    a network model optionally with its self-ensemble (``context_cnn:se``, or ``self_ensemble``).
 
     A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
     ``batch_size`` override the config's, and so do ``samples`` (K samples per slice) and ``seed`` for a sampling
@@ -70,6 +73,8 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if method in BASELINES:
         return BASELINES[method]
+    if method.endswith(SELF_ENSEMBLE):
+        method, self_ensemble = method.removesuffix(SELF_ENSEMBLE), True
     method, named_samples = split_samples(method)
     folder = bundle_folder(method)
     if folder is None:
@@ -88,6 +93,10 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
         parser.update({"samples": named_samples or samples, **({} if seed is None else {"seed": seed})})
     elif named_samples:
         raise InputError(f"{method}: not a sampling model, so ':k{named_samples}' (samples per slice) means nothing.")
+    if "self_ensemble" in parser:
+        parser.update({"self_ensemble": self_ensemble})
+    elif self_ensemble:
+        raise InputError(f"{method}: a self-ensemble ({SELF_ENSEMBLE}, --self-ensemble) needs a network model, not a sampler.")
     if not Path(parser.get_parsed_content("checkpoint")).is_file():
         raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
     try:

@@ -94,7 +94,8 @@ def _upsample(args) -> None:
     _check_upsample_args(args, dicom)
     series = read_series(source) if dicom else None  # its checks before the model loads
     device = _device(args.device)
-    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision)
+    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
+                             args.self_ensemble)
     precision = getattr(predict, "precision", None)
     if precision is not None:
         print(f"{args.model}: {precision} on {device}" + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
@@ -172,7 +173,8 @@ def _demo(args) -> None:
 
     out = _make_folder(args.out)
     device = _device(args.device)
-    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision)
+    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
+                             args.self_ensemble)
     truth, img = load_volume(DEMO_VOLUME)
     axis = find_slice_axis(img.affine)
     stem = DEMO_VOLUME.name.split(".nii")[0]
@@ -195,6 +197,7 @@ def _demo(args) -> None:
 
 def _evaluate(args) -> None:
     from misr_monai.evaluation import evaluate
+    from misr_monai.interpolation import BASELINES
     from misr_monai.bundles import load_predictor
     from misr_monai.io import InputError
 
@@ -206,7 +209,8 @@ def _evaluate(args) -> None:
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
     device = _device(args.device)
     predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed,
-                                    precision=args.precision) for m in methods}
+                                    precision=args.precision, self_ensemble=args.self_ensemble and m not in BASELINES)
+                  for m in methods}
     out = _make_folder(args.out)
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
     print((out / "summary.md").read_text(), end="")
@@ -332,6 +336,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
                        "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
                        f"(default: {precision})")
+        p.add_argument("--self-ensemble", action="store_true",
+                       help="network models: the mean of 16 predictions under in-plane flips, 90-degree rotations and "
+                            "the reversed slice order (16x the time; a model name ending in :se does the same)")
 
     p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume, a folder of them, "
                                         "or a DICOM series")

@@ -43,6 +43,10 @@ class NetworkPredictor:
         modules: the modules behind ``network``, put in eval mode and, on a CPU, in channels-last memory format
             (faster with oneDNN; the same output to float32 rounding). Defaults to ``network`` itself when it is a
             module, else none.
+        self_ensemble: predict each gap 16 times, under the 8 in-plane flips and 90-degree rotations and each with the
+            neighbours in reversed slice order (the spline channel stays last), and return the mean of the 16
+            predictions mapped back (EDSR's geometric self-ensemble, with the slice order): 16 times the network's
+            cost. Defaults to False.
 
     A forward pass takes at most :py:data:`BATCH_PIXELS` pixels whatever ``batch_size``.
 
@@ -65,6 +69,7 @@ class NetworkPredictor:
         context: int | None = None,
         spline: bool | None = None,
         modules: Sequence[torch.nn.Module] | None = None,
+        self_ensemble: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -82,6 +87,25 @@ class NetworkPredictor:
         self.precision = resolve_precision(precision, self.device, bf16_psnr_change_db)
         self.spline = bool(getattr(network, "spline_skip", False) if spline is None else spline)
         self.context = context or max(1, getattr(network, "in_channels", 2) // 2)
+        self.self_ensemble = self_ensemble
+
+    def _forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        """The network on a batch of gaps, or the mean of its 16 self-ensemble predictions."""
+        if not self.self_ensemble:
+            return self.network(pairs)
+        neighbours = 2 * self.context
+        reversed_order = [*range(neighbours - 1, -1, -1), *range(neighbours, pairs.shape[1])]
+        layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        total = None
+        for x in (pairs, pairs[:, reversed_order]):
+            for turns in range(4):
+                for flip in (False, True):
+                    view = torch.rot90(x, turns, (-2, -1))
+                    view = view.flip(-1) if flip else view
+                    pred = self.network(view.contiguous(memory_format=layout)).float()
+                    pred = torch.rot90(pred.flip(-1) if flip else pred, -turns, (-2, -1))
+                    total = pred if total is None else total.add_(pred)
+        return total / 16
 
     def __call__(self, slices: np.ndarray) -> np.ndarray:
         return self.predict_channels(slices)[:, 0]
@@ -118,7 +142,7 @@ class NetworkPredictor:
                 pairs = torch.stack(channels, dim=1)
                 if not cuda:
                     pairs = pairs.contiguous(memory_format=torch.channels_last)
-                pred = self.network(pairs)
+                pred = self._forward(pairs)
                 if out is None:
                     out = torch.empty((m - 1, *pred.shape[1:]), dtype=torch.float32, device=self.device)
                 out[start:stop] = pred

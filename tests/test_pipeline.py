@@ -95,3 +95,22 @@ def test_training_benchmark_reports_data_step_and_end_to_end(synthetic, capsys):
                  "waiting for data"):
         assert line in out
     assert result["data_patches_per_s"] > 0 and result["step_macs"] > 0 and 0 <= result["data_wait_share"] <= 1
+
+
+def test_the_self_ensemble_is_equivariant_to_flips_rotations_and_slice_order():
+    from misr_monai.predictors import NetworkPredictor
+    from misr_monai.volume import upsample_array
+
+    torch.manual_seed(0)
+    net = ResidualInterpolationNet(in_channels=5, channels=8, num_res_blocks=1, spline_skip=True)
+    torch.nn.init.normal_(net.tail.conv.weight, std=0.05)
+    volume = smooth_volume((12, 12, 9), seed=4) * 500 + 20
+    single, ensemble = NetworkPredictor(net), NetworkPredictor(net, self_ensemble=True)
+    out = upsample_array(volume, 2, ensemble)
+    assert np.abs(out - upsample_array(volume, 2, single)).max() > 1e-3  # a random network is not equivariant
+    for transform in (lambda v: v[::-1], lambda v: v[:, ::-1], lambda v: np.rot90(v, 1, (0, 1)), lambda v: v[..., ::-1]):
+        moved = np.ascontiguousarray(transform(volume))
+        np.testing.assert_allclose(upsample_array(moved, 2, ensemble), transform(out), rtol=1e-5, atol=1e-3)
+    untrained = ResidualInterpolationNet(in_channels=5, channels=8, num_res_blocks=1, spline_skip=True)
+    np.testing.assert_allclose(upsample_array(volume, 2, NetworkPredictor(untrained, self_ensemble=True)),
+                               upsample_array(volume, 2, NetworkPredictor(untrained)), rtol=1e-6)

@@ -20,7 +20,6 @@ from tests.conftest import CODE_BUNDLES, ROOT
 CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
     "mri_slice_interpolation_residual_cnn": CNN,
-    "mri_slice_interpolation_residual_cnn_4slice": CNN,
     "mri_slice_interpolation_context_cnn": {"channels": 8, "num_res_blocks": 1},
     "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8},
     "mri_slice_interpolation_fast_ddpm": {"network_def#channels": [8, 16, 16, 16],
