@@ -53,9 +53,10 @@ def _make_folder(path) -> Path:
 
 def _check_upsample_args(args, dicom: bool) -> None:
     """Every argument of ``upsample`` that can be checked before the model is loaded and run, one line each."""
-    from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path
+    from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path
     from misr_monai.volume import SliceInterpolationInferer
 
+    check_not_input(args.output, args.input)
     SliceInterpolationInferer(args.factor)
     if args.axis is not None and args.axis not in (0, 1, 2):
         raise InputError(f"--axis must be 0, 1 or 2, got {args.axis}.")
@@ -145,7 +146,7 @@ def _upsample_dicom(args, series, predict) -> dict:
     result = cast_like(SliceInterpolationInferer(args.factor)(series.volume, predict, axis), series.volume.dtype)
     affine = upsampled_affine(series.affine, axis, args.factor)
     write_series(series, result, affine, args.output, args.factor, args.overwrite,
-                 f"x{args.factor} through-plane slice interpolation by misr_monai ({args.model})")
+                 f"x{args.factor} through-plane slice interpolation by misr_monai ({args.model})", Path(args.model).name)
     return {"axis": axis, "input_shape": series.volume.shape, "output_shape": result.shape,
             "input_spacing": tuple(voxel_spacing(series.affine).tolist()),
             "output_spacing": tuple(voxel_spacing(affine).tolist()), "original": (series.volume, series.affine),

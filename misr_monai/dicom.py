@@ -6,7 +6,7 @@ The voxels and the affine come from MONAI (``LoadImage(reader=PydicomReader())``
 the DICOM and the NIfTI path of one scan give the same voxels at the same world positions. pydicom reads the headers
 that the checks need and writes the output: each new file is a copy of an original slice's dataset (patient, study,
 frame of reference and acquisition tags kept), with new Series and SOP Instance UIDs, ``ImageType`` DERIVED\\SECONDARY,
-its own ``ImagePositionPatient`` along the slice normal, halved ``SliceThickness`` and ``SpacingBetweenSlices``, and
+its own ``ImagePositionPatient`` along the slice normal, halved ``SpacingBetweenSlices`` (``SliceThickness`` kept), and
 renumbered instances. highdicom is not needed for this: it writes new objects (segmentations, parametric maps), not a
 plain MR image series that keeps the source's own attributes.
 """
@@ -24,7 +24,11 @@ import numpy as np
 
 from misr_monai.io import InputError
 
-__all__ = ["DicomSeries", "is_dicom_folder", "read_series", "to_frame", "write_series"]
+__all__ = ["DicomSeries", "is_dicom_folder", "read_series", "to_frame", "write_series", "SERIES_NUMBER_OFFSET"]
+
+SERIES_NUMBER_OFFSET = 1000
+"""A derived series' ``SeriesNumber`` is its source's plus this: it sorts next to its source and above the numbers a
+scanner gives its own series in one study."""
 
 _GAP_TOLERANCE = 0.1
 """Largest relative deviation of one slice gap from the median gap that still counts as even spacing."""
@@ -183,13 +187,17 @@ def to_frame(volume: np.ndarray, affine: np.ndarray, target: np.ndarray) -> np.n
 
 
 def write_series(series: DicomSeries, volume: np.ndarray, affine: np.ndarray, out_dir: str | os.PathLike,
-                 factor: int, overwrite: bool = False, description: str = "") -> Path:
+                 factor: int, overwrite: bool = False, description: str = "", model: str = "") -> Path:
     """Write ``volume`` (``series.volume`` upsampled ``factor`` times along the slice normal, with ``affine``) as a new
     derived DICOM series in ``out_dir``, one file per slice (``IM_0001.dcm``...), published all at once (a
-    temporary folder renamed).
+    temporary folder renamed, then given the permissions of the user's umask, as any new folder).
 
     The original slices keep their exact pixel values; new slices are stored in the originals' pixel type after
-    inverting their rescale slope and intercept. Instance numbers run in the originals' direction.
+    inverting their rescale slope and intercept. Instance numbers run in the originals' direction. So that a viewer or
+    PACS lists it apart from its source: ``SeriesNumber`` is the source's plus :py:data:`SERIES_NUMBER_OFFSET` (1000 when
+    the source has none) and ``SeriesDescription`` names the source's description, the factor and ``model`` (64
+    characters at most, the VR's limit). ``SliceThickness`` stays the acquired thickness (each slice still has the
+    acquired slice profile); ``SpacingBetweenSlices`` is the new spacing.
 
     Raises:
         InputError: ``out_dir`` exists (without ``overwrite``) or its parent folder does not.
@@ -203,7 +211,13 @@ def write_series(series: DicomSeries, volume: np.ndarray, affine: np.ndarray, ou
     ascending = int(series.datasets[-1].InstanceNumber or 0) >= int(series.datasets[0].InstanceNumber or 0)
     first = np.array([float(v) for v in series.datasets[0].ImagePositionPatient])
     spacing = series.spacing / factor
+    source = series.datasets[0]
+    number = SERIES_NUMBER_OFFSET + (int(source.SeriesNumber) if source.get("SeriesNumber") not in (None, "") else 0)
+    series_description = " ".join(
+        p for p in (str(source.get("SeriesDescription", "")).strip(), f"x{factor}", model) if p)[:64]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{os.getpid()}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for k in range(n):
             template = series.datasets[k // factor]
@@ -221,7 +235,9 @@ def write_series(series: DicomSeries, volume: np.ndarray, affine: np.ndarray, ou
             ds.SeriesInstanceUID = series_uid
             ds.ImageType = ["DERIVED", "SECONDARY", *list(template.get("ImageType", []))[2:]]
             ds.ImagePositionPatient = [float(f"{v:.6f}") for v in first + series.normal * spacing * k]
-            ds.SliceThickness = ds.SpacingBetweenSlices = float(f"{spacing:.6f}")
+            ds.SpacingBetweenSlices = float(f"{spacing:.6f}")
+            ds.SeriesNumber = number
+            ds.SeriesDescription = series_description
             if "SliceLocation" in template:
                 step = (float(series.datasets[-1].SliceLocation) - float(series.datasets[0].SliceLocation)) / (n - 1)
                 ds.SliceLocation = float(f"{float(series.datasets[0].SliceLocation) + step * k:.6f}")
@@ -233,6 +249,7 @@ def write_series(series: DicomSeries, volume: np.ndarray, affine: np.ndarray, ou
             if not overwrite:
                 raise InputError(f"{out_dir}: output exists; pass --overwrite to replace it.")
             shutil.rmtree(out_dir)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private (0700); the series is an ordinary folder
         tmp.rename(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "atomic_write", "check_affine",
+__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "check_not_input",
+           "atomic_write", "check_affine",
            "report_input_errors", "input_error_in", "print_error", "print_line", "SkippedInputs", "file_sha256"]
 
 
@@ -118,6 +119,19 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffixes
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{path}: output folder {folder} is not writable.")
     return path
+
+
+def check_not_input(output: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Refuse an output that is the input itself (the same resolved path, or the same file through a link), with or
+    without ``--overwrite``: an input is never overwritten.
+
+    Raises:
+        InputError: the output is the input.
+    """
+    output, source = Path(output), Path(source)
+    same = output.resolve() == source.resolve() or (output.exists() and source.exists() and os.path.samefile(output, source))
+    if same:
+        raise InputError(f"{output}: this is the input; inputs are never overwritten, so give another output name.")
 
 
 def _alive(pid: int) -> bool:

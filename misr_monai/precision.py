@@ -22,11 +22,14 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def resolve_precision(precision: str, device: str | torch.device = "cpu", bf16_psnr_change_db: float | None = None) -> str:
+def resolve_precision(precision: str, device: str | torch.device = "cpu", bf16_psnr_change_db: float | None = None,
+                      bf16_faster_on: list[str] | None = None) -> str:
     """``fp32`` or ``bf16`` for a requested precision.
 
-    ``auto`` gives bf16 where ``device`` has native bfloat16 and the model's measured PSNR change under bf16
-    (``bf16_psnr_change_db``, from its bundle config) is below :py:data:`MAX_BF16_PSNR_CHANGE_DB`, fp32 otherwise.
+    ``auto`` gives bf16 where ``device`` has native bfloat16, the model's measured PSNR change under bf16
+    (``bf16_psnr_change_db``, from its bundle config) is below :py:data:`MAX_BF16_PSNR_CHANGE_DB`, and bf16 was
+    measured faster on this kind of device (``bf16_faster_on``: device types such as ``["cpu"]``; None: every kind),
+    fp32 otherwise.
 
     Raises:
         InputError: an unknown precision, or bf16 on a device without native bfloat16.
@@ -39,5 +42,6 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu", bf16_p
                          "CPU); emulated it would be slower than fp32. Use fp32 or auto.")
     if precision == "auto":
         safe = bf16_psnr_change_db is not None and abs(bf16_psnr_change_db) < MAX_BF16_PSNR_CHANGE_DB
-        return "bf16" if native and safe else "fp32"
+        faster = bf16_faster_on is None or torch.device(device).type in bf16_faster_on
+        return "bf16" if native and safe and faster else "fp32"
     return precision

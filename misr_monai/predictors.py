@@ -40,6 +40,7 @@ class NetworkPredictor:
         spline: also give the network the protocol's ``cubic`` (the natural spline through all the slices) at each
             gap, as its last input channel. Defaults to the network's ``spline_skip``, or False.
         bf16_psnr_change_db: the model's measured PSNR change under bf16, for ``auto``. Defaults to None (unknown).
+        bf16_faster_on: device types where bf16 was measured faster, for ``auto`` (None: all). Defaults to None.
         modules: the modules behind ``network``, put in eval mode and, on a CPU, in channels-last memory format
             (faster with oneDNN; the same output to float32 rounding). Defaults to ``network`` itself when it is a
             module, else none.
@@ -70,6 +71,7 @@ class NetworkPredictor:
         spline: bool | None = None,
         modules: Sequence[torch.nn.Module] | None = None,
         self_ensemble: bool = False,
+        bf16_faster_on: list[str] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -84,7 +86,7 @@ class NetworkPredictor:
         self.batch_size = batch_size
         self.percentile = percentile
         self.progress = progress
-        self.precision = resolve_precision(precision, self.device, bf16_psnr_change_db)
+        self.precision = resolve_precision(precision, self.device, bf16_psnr_change_db, bf16_faster_on)
         self.spline = bool(getattr(network, "spline_skip", False) if spline is None else spline)
         self.context = context or max(1, getattr(network, "in_channels", 2) // 2)
         self.self_ensemble = self_ensemble

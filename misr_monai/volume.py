@@ -17,7 +17,7 @@ import numpy as np
 from monai.inferers import Inferer
 
 from misr_monai.interpolation import SlicePredictor
-from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path, load_volume, save_volume
+from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path, load_volume, save_volume
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
 __all__ = ["upsample_array", "SliceInterpolationInferer", "upsampled_affine", "check_slice_axis", "std_path",
@@ -146,6 +146,7 @@ def upsample_file(
     Raises:
         InputError: bad input file, axis, factor or output path (nothing is written).
     """
+    check_not_input(output_path, input_path)
     check_upsample_outputs(output_path, predict, factor, overwrite, std)
     data, img = load_volume(input_path)
     return upsample_image(data, img, input_path, output_path, predict, axis, factor, overwrite, std)

@@ -135,3 +135,11 @@ def test_auto_precision_follows_the_bundles_measured_change(monkeypatch):
     assert load_predictor("residual_cnn").precision == "fp32"  # the API's default stays fp32
     monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": False)
     assert load_predictor("residual_cnn", precision="auto").precision == "fp32"
+
+
+def test_auto_precision_takes_bf16_only_where_it_was_measured_faster(monkeypatch):
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": True)
+    assert precision_module.resolve_precision("auto", "cpu", -0.001, ["cpu"]) == "bf16"
+    assert precision_module.resolve_precision("auto", "cuda", -0.001, ["cpu"]) == "fp32"  # fast_ddpm on a GPU
+    assert precision_module.resolve_precision("auto", "cuda", -0.001, None) == "bf16"
+    assert precision_module.resolve_precision("bf16", "cuda", -0.001, ["cpu"]) == "bf16"  # asked for: given

@@ -4,6 +4,7 @@ and one line for each bad series."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -85,7 +86,12 @@ def test_written_series_read_back_by_pydicom(round_trip):
     assert not {d.SOPInstanceUID for d in datasets} & {d.SOPInstanceUID for d in original.datasets}
     assert all(list(d.ImageType)[:2] == ["DERIVED", "SECONDARY"] for d in datasets)
     assert float(first.SpacingBetweenSlices) == pytest.approx(original.spacing / 2, abs=1e-5)
-    assert float(first.SliceThickness) == pytest.approx(original.spacing / 2, abs=1e-5)
+    assert float(first.SliceThickness) == float(source.SliceThickness)  # the acquired thickness, kept
+    assert int(first.SeriesNumber) == int(source.SeriesNumber) + 1000
+    assert first.SeriesDescription == f"{source.SeriesDescription} x2 residual_cnn"[:64]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (round_trip / "series").stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     assert sorted(int(d.InstanceNumber) for d in datasets) == list(range(1, 38))
     new = np.stack([d.pixel_array for d in datasets[1::2]])
     assert new.min() >= original.volume.min() and new.max() <= original.volume.max()  # within the input's range
