@@ -84,13 +84,15 @@ def _check_upsample_args(args, dicom: bool) -> None:
 
 def _upsample(args) -> None:
     from misr_monai.bundles import load_predictor
-    from misr_monai.dicom import is_dicom_folder, read_series
+    from misr_monai.dicom import has_dicom_marker, is_dicom_folder, read_series
     from misr_monai.io import InputError
     from misr_monai.volume import SliceInterpolationInferer, describe, upsample_file
 
     source = Path(args.input)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder.")
+    if source.is_file() and (source.suffix.lower() == ".dcm" or has_dicom_marker(source)):
+        raise InputError(f"{source}: one DICOM slice; give the folder of its series ({source.parent}).")
     dicom = source.is_dir() and is_dicom_folder(source)
     _check_upsample_args(args, dicom)
     series = read_series(source) if dicom else None  # its checks before the model loads

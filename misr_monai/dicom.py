@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.io import InputError
+from misr_monai.io import InputError, print_line
 
-__all__ = ["DicomSeries", "is_dicom_folder", "read_series", "to_frame", "write_series", "SERIES_NUMBER_OFFSET"]
+__all__ = ["DicomSeries", "has_dicom_marker", "is_dicom_folder", "read_series", "to_frame", "write_series",
+           "SERIES_NUMBER_OFFSET"]
 
 SERIES_NUMBER_OFFSET = 1000
 """A derived series' ``SeriesNumber`` is its source's plus this: it sorts next to its source and above the numbers a
@@ -43,17 +44,18 @@ def _dcmread(path: Path, **kwargs):
         raise InputError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err}).") from None
 
 
+def has_dicom_marker(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DICOM file by its preamble: ``DICM`` at byte 128."""
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
 def is_dicom_folder(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` holds DICOM files (the ``DICM`` marker at byte 128, or a ``.dcm`` name) and no NIfTI."""
     files = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")]
     if not files or any(p.name.endswith((".nii", ".nii.gz")) for p in files):
         return False
-
-    def marked(p: Path) -> bool:
-        with open(p, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-
-    return any(p.suffix.lower() == ".dcm" or marked(p) for p in files)
+    return any(p.suffix.lower() == ".dcm" or has_dicom_marker(p) for p in files)
 
 
 class DicomSeries:
@@ -94,9 +96,13 @@ class DicomSeries:
 def read_series(folder: str | os.PathLike) -> DicomSeries:
     """Read and check a folder holding one DICOM series of parallel, evenly spaced slices.
 
+    Files that are not DICOM (no ``DICM`` preamble and no ``.dcm`` name: manifests, text and image files of a PACS or CD
+    export) and DICOM files without an image (``DICOMDIR``, reports) are skipped, one line each; hidden files are not
+    read.
+
     Raises:
-        InputError: one line naming the folder or file: an unreadable or truncated file, a file without an image, more
-            than one series, slices that are not parallel or not all the same size, fewer than 3 slices, or an uneven
+        InputError: one line naming the folder or file: an unreadable or truncated file, a slice without pixel data or
+            position, more than one series, slices that are not parallel or not all the same size, fewer than 3 slices, or an uneven
             slice gap (a missing slice).
     """
     import warnings
@@ -105,8 +111,18 @@ def read_series(folder: str | os.PathLike) -> DicomSeries:
     from monai.transforms import LoadImage
 
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    datasets = [_dcmread(p) for p in files]
+    files, datasets = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.suffix.lower() != ".dcm" and not has_dicom_marker(path):
+            print_line(f"{path}: not a DICOM file; skipped")  # a manifest, a text or image file of an export
+            continue
+        ds = _dcmread(path)
+        if "PixelData" not in ds and "ImagePositionPatient" not in ds:  # DICOMDIR, reports, presentation states
+            kind = getattr(ds, "SOPClassUID", None) or ds.file_meta.get("MediaStorageSOPClassUID")
+            print_line(f"{path}: a DICOM file without an image ({getattr(kind, 'name', kind)}); skipped")
+            continue
+        files.append(path)
+        datasets.append(ds)
     for path, ds in zip(files, datasets):
         if "PixelData" not in ds or "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds:
             kind = getattr(ds, "SOPClassUID", None)
@@ -137,9 +153,11 @@ def read_series(folder: str | os.PathLike) -> DicomSeries:
         i = int(uneven[0]) if uneven.size else int(np.argmin(gaps))
         raise InputError(f"{folder}: slice gap of {gaps[i]:.2f} mm between {files[i].name} and {files[i + 1].name}, "
                          f"where the others are {median:.2f} mm: a slice is missing or doubled; give a complete series.")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as slices:
         warnings.simplefilter("ignore")
-        image = LoadImage(reader=PydicomReader(), image_only=True, dtype=None)(str(folder))
+        for path in files:  # MONAI reads a folder whole: give it the series' slices alone
+            os.symlink(path.resolve(), Path(slices) / path.name)
+        image = LoadImage(reader=PydicomReader(), image_only=True, dtype=None)(slices)
     volume = image.numpy()
     stored = datasets[0].pixel_array.dtype
     if np.array_equal(volume, volume.astype(stored)):

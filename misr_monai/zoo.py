@@ -218,11 +218,20 @@ def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = 
     if metadata.get("version") not in metadata.get("changelog", {}):
         raise InputError(f"{bundle}: version {metadata.get('version')!r} is not in the changelog of configs/metadata.json.")
     results.append(("version and changelog", f"version {metadata['version']} is in the changelog"))
+    try:
+        import jsonschema  # noqa: F401  (verify_metadata's validator; MONAI imports it optionally)
+    except ImportError:
+        raise InputError("misr zoo check needs jsonschema: pip install jsonschema (or misr_monai[test]).") from None
+    if schema is not None and not Path(schema).is_file():
+        raise InputError(f"{schema}: no such schema file; give a local copy of {metadata.get('schema')}.")
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         try:
             verify_metadata(meta_file=str(files["metadata"]), filepath=str(schema or Path(tmp) / "schema.json"))
         except ValueError as err:
             raise InputError(f"{bundle}: verify_metadata: {' '.join(str(err).split())}") from None
+        except Exception as err:  # the schema's download, offline or refused: urllib, requests and MONAI raise their own
+            raise InputError(f"{bundle}: verify_metadata could not download the schema {metadata.get('schema')} "
+                             f"({type(err).__name__}); pass --schema with a local copy of it.") from None
     results.append(("verify_metadata", f"valid against {Path(metadata['schema']).name}" + (f" (copy: {schema})" if schema else "")))
     network = _network(bundle)
     with _quiet():

@@ -145,3 +145,24 @@ def test_bad_series_are_one_line_each(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], lines
         assert not out.exists() and result.stdout == ""  # checked before the model loads
+
+
+def test_stray_files_in_a_series_folder_are_skipped_and_a_lone_slice_gets_a_hint(tmp_path):
+    import pydicom
+
+    folder = _copy(T2, tmp_path / "export")
+    (folder / "manifest.txt").write_text("exported by a PACS\n")
+    (folder / "preview.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    dicomdir = pydicom.dcmread(folder / "1-05.dcm")  # a DICOM object without an image, as a DICOMDIR is
+    for keyword in ("PixelData", "ImagePositionPatient", "ImageOrientationPatient"):
+        delattr(dicomdir, keyword)
+    dicomdir.save_as(folder / "DICOMDIR")
+    result = _run(str(folder), str(tmp_path / "out"), "--model", "linear")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("manifest.txt", "preview.png", "DICOMDIR"):
+        assert sum(name in line and "skipped" in line for line in result.stdout.splitlines()) == 1, result.stdout
+    assert len(list((tmp_path / "out").iterdir())) == 2 * 19 - 1
+
+    lone = _run(str(T2 / "1-05.dcm"), str(tmp_path / "lone.nii.gz"))
+    assert lone.returncode == 2 and lone.stderr.strip().splitlines() == [
+        f"misr: error: {T2 / '1-05.dcm'}: one DICOM slice; give the folder of its series ({T2})."]

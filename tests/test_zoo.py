@@ -72,3 +72,18 @@ def test_zoo_checks_catch_what_pre_commit_rejects(copy):
     datalist.write_text(json.dumps(json.loads(datalist.read_text()), indent=2))  # as misr datalist wrote it before
     with pytest.raises(InputError, match="configs/datalist.json is not formatted as JSON with 4-space indents"):
         verify_bundle(copy, SCHEMA)
+
+
+def test_an_offline_schema_download_or_a_missing_copy_is_one_line(copy, monkeypatch):
+    import urllib.error
+
+    import monai.bundle
+
+    def offline(**kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(monai.bundle, "verify_metadata", offline)
+    with pytest.raises(InputError, match="could not download the schema .* pass --schema with a local copy"):
+        verify_bundle(copy)
+    with pytest.raises(InputError, match="no such schema file"):
+        verify_bundle(copy, copy / "no_schema.json")
