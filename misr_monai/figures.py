@@ -223,7 +223,8 @@ def demo_figure(truth: np.ndarray, reconstructions: dict[str, np.ndarray], axis:
                 title: str) -> dict[str, float]:
     """What x2 slice interpolation does, on a volume decimated x2: the input (every second slice, shown nearest
     neighbour), each reconstruction and the truth; a plane through the slice axis with a zoomed box, the box enlarged,
-    and one new (odd) slice; each panel with orientation letters and a scale bar, each method with its PSNR.
+    one new (odd) slice, and each method's absolute error in the plane on one colour scale (so that the gain over cubic
+    shows at a glance); each image panel with orientation letters and a scale bar, each method with its PSNR.
 
     Args:
         truth: the full volume, cropped to the reconstructions' ``2m - 1`` slices along ``axis``.
@@ -245,8 +246,12 @@ def demo_figure(truth: np.ndarray, reconstructions: dict[str, np.ndarray], axis:
     new_slice = busiest_slice(truth, axis)
     slices = {n: display_plane(v, affine, axis, new_slice) for n, v in volumes.items()}
     rows, cols = _zoom_box(np.clip(reformat["truth"][0] / scale, 0, 1))
+    truth_plane = np.clip(reformat["truth"][0] / scale, 0, 1)
+    errors = {n: np.abs(np.clip(reformat[n][0] / scale, 0, 1) - truth_plane) for n in volumes if n != "truth"}
+    # one colour scale for every error panel, set by the reconstructions (the input's errors saturate it)
+    vmax = max(float(np.percentile(errors[n], 99)) for n in reconstructions) or 1.0
     plt = _pyplot()
-    fig, axes = plt.subplots(3, len(volumes), figsize=(3.2 * len(volumes), 10), squeeze=False)
+    fig, axes = plt.subplots(4, len(volumes), figsize=(3.2 * len(volumes), 13), squeeze=False)
     for col, name in enumerate(volumes):
         label = name if name == "truth" else f"{name}\nPSNR {psnr[name]:.2f} dB"
         (image, aspect, plane), (cross, cross_aspect, cross_plane) = reformat[name], slices[name]
@@ -262,6 +267,13 @@ def demo_figure(truth: np.ndarray, reconstructions: dict[str, np.ndarray], axis:
             label_panel(ax, name_of_plane, column_spacing(affine, normal), shown.shape[1])
         axes[0, col].add_patch(plt.Rectangle((cols.start, rows.start), cols.stop - cols.start, rows.stop - rows.start,
                                              fill=False, edgecolor="yellow", linewidth=1))
+        ax = axes[3, col]
+        ax.axis("off")
+        if name == "truth":
+            fig.colorbar(shown_error, ax=ax, fraction=0.5, label="|error| on [0, 1]")
+            continue
+        shown_error = ax.imshow(errors[name], cmap="magma", vmin=0, vmax=vmax, aspect=aspect, interpolation="nearest")
+        ax.set_title(f"|error|, {reformat[name][2]} plane: mean {errors[name].mean():.4f}", fontsize=9)
     fig.suptitle(title)
     _save(fig, path)
     return psnr
