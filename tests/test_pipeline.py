@@ -114,3 +114,15 @@ def test_the_self_ensemble_is_equivariant_to_flips_rotations_and_slice_order():
     untrained = ResidualInterpolationNet(in_channels=5, channels=8, num_res_blocks=1, spline_skip=True)
     np.testing.assert_allclose(upsample_array(volume, 2, NetworkPredictor(untrained, self_ensemble=True)),
                                upsample_array(volume, 2, NetworkPredictor(untrained)), rtol=1e-6)
+
+
+def test_every_batch_size_gives_batches_of_exactly_that_many_patches(synthetic, tmp_path):
+    from monai.bundle import ConfigParser
+
+    for batch_size in (4, 6, 10, 16, 18):
+        parser = ConfigParser()
+        parser.read_config(str(CONTEXT_BUNDLE / "configs" / "train.json"))
+        parser.update({"bundle_root": str(CONTEXT_BUNDLE), "batch_size": batch_size})
+        fetch = parser.get_parsed_content("patches_per_fetch")
+        assert fetch * parser.get_parsed_content("train#dataloader#batch_size") == batch_size
+        assert fetch == (4 if batch_size >= 16 and batch_size % 4 == 0 else 2 if batch_size in (10, 18) else 1)

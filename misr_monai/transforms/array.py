@@ -25,8 +25,8 @@ from misr_monai.transforms.utils import (
     voxel_spacing,
 )
 
-__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets", "sampled_axes",
-           "spline_channel"]
+__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets", "recorded_slice_axis",
+           "sampled_axes", "spline_channel"]
 
 SLICE_AXIS_KEY = "slice_axis"
 
@@ -101,11 +101,16 @@ class PercentileScale(InvertibleTransform):
         return data * transform["extra_info"]["scale"]
 
 
+def recorded_slice_axis(img: torch.Tensor) -> int:
+    """The slice axis :py:class:`SliceAxis` recorded in ``img.meta``, or the last spatial axis (2) without one."""
+    return int(img.meta.get(SLICE_AXIS_KEY, 2)) if isinstance(img, MetaTensor) else 2
+
+
 def sampled_axes(img: torch.Tensor, random_axis: bool = False, max_anisotropy: float = 1.5) -> list[int]:
     """The axes along which slice triplets of ``img`` are drawn: its ``meta["slice_axis"]`` (or the last axis), or,
     with ``random_axis`` and a near-isotropic volume (largest/smallest spacing <= ``max_anisotropy``), every axis with
     at least 3 slices."""
-    axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
+    axis = recorded_slice_axis(img)
     if random_axis and isinstance(img, MetaTensor):
         spacing = voxel_spacing(img.affine)
         if spacing.max() <= spacing.min() * max_anisotropy:
@@ -243,7 +248,7 @@ class RandSliceTriplet(Randomizable, Transform):
         rows, cols = slice(r0, r0 + self.patch_size[0]), slice(c0, c0 + self.patch_size[1])
         stack = vol[0, index, rows, cols].float()
         if spline is not None:
-            channel = spline_channel(spline, self._axis, img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2)
+            channel = spline_channel(spline, self._axis, recorded_slice_axis(img))
             estimate = torch.movedim(spline[channel], self._axis, 0)[i : i + 1, rows, cols].float()
             stack = torch.cat([stack[:-1], estimate, stack[-1:]])
         pad = (0, self.patch_size[1] - stack.shape[2], 0, self.patch_size[0] - stack.shape[1])
@@ -317,7 +322,7 @@ class SliceTriplets(Transform):
         self, img: NdarrayOrTensor, spline: NdarrayOrTensor | None = None
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         img = convert_to_tensor(img, track_meta=True)
-        axis = img.meta.get(SLICE_AXIS_KEY, 2) if isinstance(img, MetaTensor) else 2
+        axis = recorded_slice_axis(img)
         vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, axis + 1, 1)[0].float()
         estimate = None
         if spline is not None:
