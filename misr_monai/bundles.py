@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BUNDLES_DIR", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor"]
+__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor"]
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 BUNDLES = {
     "residual_cnn": "mri_slice_interpolation_residual_cnn",
     "context_cnn": "mri_slice_interpolation_context_cnn",
@@ -22,7 +21,7 @@ BUNDLES = {
     "srgan": "mri_slice_interpolation_srgan",
     "fast_ddpm": "mri_slice_interpolation_fast_ddpm",
 }
-"""Short names of the shipped bundles (folders of ``bundles/`` in a source checkout)."""
+"""Short names of the shipped bundles and their folders (:py:func:`bundles_dir`)."""
 DEFAULT_MODEL = "context_cnn"
 """The model of ``misr upsample`` and ``misr demo`` without ``--model``: the one the comparison ranks best over all its
 test volumes (``docs/comparison/paired.md``: PSNR against cubic, pooled), kept in step by a test."""
@@ -41,11 +40,31 @@ def split_samples(method: str) -> tuple[str, int | None]:
     return (match["name"], int(match["samples"])) if match else (method, None)
 
 
+def bundles_dir() -> Path:
+    """The folder of the shipped bundles: ``bundles/`` of the source checkout this package runs from (an editable
+    install, where training updates them), else the copy an installed wheel carries as package data.
+
+    Raises:
+        InputError: neither holds them (a package built without its bundles).
+    """
+    from importlib.resources import files
+
+    from misr_monai.io import InputError
+
+    checkout = Path(__file__).resolve().parents[1] / "bundles"
+    installed = Path(str(files("misr_monai") / "shipped_bundles"))
+    for folder in (checkout, installed):
+        if (folder / BUNDLES[DEFAULT_MODEL] / "configs" / "inference.json").is_file():
+            return folder
+    raise InputError(f"{installed}: the shipped bundles are missing from this install of misr_monai; install it from "
+                     "its repository or a wheel built there (pip install .), or pass a bundle folder.")
+
+
 def bundle_folder(method: str) -> Path | None:
     """The bundle folder named by ``method`` (a short name or a path, with or without ``:kK``), or None when it names
     none."""
     method = split_samples(method.removesuffix(SELF_ENSEMBLE))[0]
-    folder = BUNDLES_DIR / BUNDLES[method] if method in BUNDLES else Path(method)
+    folder = bundles_dir() / BUNDLES[method] if method in BUNDLES else Path(method)
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 from monai.bundle import ConfigWorkflow
+
+from misr_monai.bundles import DEFAULT_MODEL
 
 from tests.conftest import BUNDLES, SCHEMA, smooth_volume, write_nifti
 
@@ -54,3 +57,29 @@ def test_bundle_on_its_own(copied, synthetic):
                       datalist_file=str(synthetic / "datalist.json"), cache_rate=0.0, output_dir=str(copied / "runs"))
     assert train.check_properties() == []
     assert train.parser.get_parsed_content("pretrained") == str(copied / "models" / "model.pt")  # fine-tunes by default
+
+
+def test_wheel_installed_elsewhere_carries_the_shipped_bundles(tmp_path):
+    """A wheel built from the checkout, installed (not editable) into a fresh target, upsamples with the default model
+    from another folder: the bundles travel as package data."""
+    root = Path(__file__).resolve().parents[1]
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", str(root), "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    wheel = next((tmp_path / "dist").glob("misr_monai-*.whl"))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                              str(tmp_path / "site"), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_nifti(elsewhere / "scan.nii.gz", smooth_volume((24, 20, 9)))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    where = subprocess.run([sys.executable, "-c", "import misr_monai.bundles as b; print(b.__file__); print(b.bundles_dir())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    module, bundles = where.stdout.split()
+    assert Path(module).is_relative_to(tmp_path / "site") and Path(bundles) == tmp_path / "site" / "misr_monai" / "shipped_bundles"
+    assert not list(Path(bundles).glob("*/runs"))  # the checkout's run outputs stay behind
+    run = subprocess.run([sys.executable, "-m", "misr_monai", "upsample", "scan.nii.gz", "scan_x2.nii.gz"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"({DEFAULT_MODEL})" in run.stdout and nib.load(elsewhere / "scan_x2.nii.gz").shape == (24, 20, 17)
