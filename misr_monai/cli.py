@@ -259,6 +259,25 @@ def _uncertainty(args) -> None:
     print(f"table and figures in {out}")
 
 
+def _calibrate(args) -> None:
+    from misr_monai.bundles import bundle_folder, load_predictor
+    from misr_monai.io import InputError
+    from misr_monai.uncertainty import fit_calibration, write_calibration
+
+    if args.samples < 2:
+        raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
+    predictor = load_predictor(args.model, _device(args.device), args.batch_size, False, args.samples, args.seed,
+                               args.precision)
+    if not hasattr(predictor, "predict_with_std"):
+        raise InputError(f"{args.model}: not a sampling model; calibration needs one (fast_ddpm).")
+    fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model)
+    print(f"{args.model} at K={args.samples} on the {args.split} split ({fit['volumes']} volumes, {fit['voxels']} "
+          f"drawn foreground voxels): std_calibration a={fit['a']:.6f} b={fit['b']:.4f}; within 2 std: "
+          f"{fit['coverage_2std']:.3f} raw, {fit['coverage_2std_cal']:.3f} calibrated")
+    if args.write:
+        print(f"{write_calibration(bundle_folder(args.model), fit['a'], fit['b'])}: std_calibration written")
+
+
 def _datalist(args) -> None:
     from misr_monai.datalist import make_datalist, write_datalist
     from misr_monai.io import SkippedInputs, check_output_path
@@ -391,6 +410,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for uncertainty.{csv,md} and PNG figures")
     model_options(p)
     p.set_defaults(func=_uncertainty, samples=8)
+
+    p = sub.add_parser("calibrate", help="fit a sampling model's std recalibration (a, b) on a validation split; "
+                                         "--write stores it in the bundle's inference.json")
+    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
+    p.add_argument("--split", default="validation", help="datalist split (default: validation)")
+    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
+    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
+    p.add_argument("--write", action="store_true", help="store the fit as std_calibration in configs/inference.json")
+    model_options(p)
+    p.set_defaults(func=_calibrate, samples=8)
 
     p = sub.add_parser("datalist", help="a seeded, patient-wise datalist for a folder of NIfTI files")
     p.add_argument("dir", help="dataset folder; datalist paths are relative to it")

@@ -29,6 +29,7 @@ __all__ = [
     "FastDDPMPrepareBatch",
     "FastDDPMSampler",
     "SamplingPredictor",
+    "warm_start_refiner",
 ]
 
 FAST_DDPM_TIMESTEPS = (0, 199, 399, 599, 699, 799, 849, 899, 949, 999)
@@ -47,6 +48,9 @@ class FastDDIMScheduler(DDIMScheduler):
             Defaults to :py:data:`FAST_DDPM_TIMESTEPS`.
         num_train_timesteps, schedule, clip_sample, set_alpha_to_one, prediction_type, schedule_args:
             as ``DDIMScheduler``. ``clip_sample`` defaults to False: the diffused values are not confined to [-1, 1].
+        eta: DDIM's eta for the steps that MONAI's ``DiffusionInferer`` takes (0: deterministic DDIM, 1: DDPM-like
+            fresh noise at every step). Its noise is drawn with ``generator`` when one is set (the sampler sets its
+            own, so that samples stay reproducible). Defaults to 0.
 
     Example::
 
@@ -63,11 +67,14 @@ class FastDDIMScheduler(DDIMScheduler):
         clip_sample: bool = False,
         set_alpha_to_one: bool = True,
         prediction_type: str = "epsilon",
+        eta: float = 0.0,
         **schedule_args,
     ) -> None:
         super().__init__(num_train_timesteps, schedule, clip_sample, set_alpha_to_one, 0, prediction_type,
                          **schedule_args)
         self.set_timesteps(timesteps)
+        self.eta = eta
+        self.generator: torch.Generator | None = None
 
     def set_timesteps(self, num_inference_steps: Sequence[int] | int, device: str | torch.device | None = None) -> None:
         """Use the given steps (sorted descending, duplicates rejected), or ``n`` evenly spaced ones."""
@@ -91,10 +98,11 @@ class FastDDIMScheduler(DDIMScheduler):
         model_output: torch.Tensor,
         timestep: int,
         sample: torch.Tensor,
-        eta: float = 0.0,
+        eta: float | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One DDIM update (Song et al., eq. 12) from ``timestep`` to the next step of the set.
+        """One DDIM update (Song et al., eq. 12) from ``timestep`` to the next step of the set; ``eta`` and
+        ``generator`` default to the scheduler's.
 
         Returns:
             the sample at the next step, and the predicted original sample.
@@ -113,12 +121,12 @@ class FastDDIMScheduler(DDIMScheduler):
             eps = alpha_t**0.5 * model_output + (1 - alpha_t) ** 0.5 * sample
         if self.clip_sample:
             x0 = torch.clamp(x0, *self.clip_sample_values)
+        eta = self.eta if eta is None else eta
         sigma = eta * ((1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)) ** 0.5
         prev_sample = alpha_prev**0.5 * x0 + (1 - alpha_prev - sigma**2) ** 0.5 * eps
         if eta > 0:
-            noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator,
-                                device=model_output.device)
-            prev_sample = prev_sample + sigma * noise
+            noise = torch.randn(model_output.shape, dtype=model_output.dtype, generator=generator or self.generator)
+            prev_sample = prev_sample + sigma * noise.to(model_output.device)
         return prev_sample, x0
 
 
@@ -233,11 +241,12 @@ class FastDDPMPrepareBatch(DiffusionPrepareBatch):
 
 
 class FastDDPMSampler(Inferer):
-    """Sample middle slices from their neighbours: ``(B, 2, H, W) -> (B, 1, H, W)``, the mean of ``num_samples``.
+    """Sample middle slices from what the base takes (neighbours, and a context base's spline): ``(B, C, H, W) ->
+    (B, 1, H, W)``, the mean of ``num_samples``.
 
-    DDIM (eta 0) over the scheduler's steps, from Gaussian noise drawn with a seeded generator; :py:meth:`reset`
-    re-seeds it, so the same inputs after a reset give bit-identical samples on CPU. As an inferer it fits
-    ``SupervisedEvaluator`` (validation) and, through :py:class:`SamplingPredictor`, the volume path.
+    DDIM (the scheduler's eta, 0 by default) over its steps, from Gaussian noise drawn with a seeded generator;
+    :py:meth:`reset` re-seeds it, so the same inputs after a reset give bit-identical samples on CPU. As an inferer
+    it fits ``SupervisedEvaluator`` (validation) and, through :py:class:`SamplingPredictor`, the volume path.
 
     Args:
         scheduler: a :py:class:`FastDDIMScheduler`.
@@ -265,8 +274,9 @@ class FastDDPMSampler(Inferer):
         self.reset()
 
     def reset(self) -> None:
-        """Re-seed the noise generator."""
+        """Re-seed the noise generator (also the scheduler's, for eta > 0)."""
         self.generator = torch.Generator().manual_seed(self.seed)
+        self.scheduler.generator = self.generator
 
     def sample_stats(self, inputs: torch.Tensor, network: Callable) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and the standard deviation (ddof 0; zero for K = 1) of ``num_samples`` sampled slices."""
@@ -300,17 +310,24 @@ class SamplingPredictor(NetworkPredictor):
         device, batch_size, percentile, progress, precision, bf16_psnr_change_db, bf16_faster_on: as
             ``NetworkPredictor``; bf16
             runs the sampler's network passes (and the target's base network) under bfloat16 autocast.
+        std_calibration: ``(a, b)`` of :py:func:`~misr_monai.metrics.calibrated_std`, fitted on a validation split
+            (``misr calibrate``), for the uncertainty map a user reads (:py:meth:`calibrated_std`). Defaults to None
+            (the samples' raw std).
     """
 
     def __init__(self, network: torch.nn.Module, sampler: FastDDPMSampler, device: str | torch.device = "cpu",
                  batch_size: int = 8, percentile: float = 99.5, progress: bool = False, precision: str = "fp32",
-                 bf16_psnr_change_db: float | None = None, bf16_faster_on: list[str] | None = None) -> None:
+                 bf16_psnr_change_db: float | None = None, bf16_faster_on: list[str] | None = None,
+                 std_calibration: Sequence[float] | None = None) -> None:
         self.unet = network
         self.sampler = sampler
-        base = [] if sampler.target.base is None else [sampler.target.base]
+        self.std_calibration = None if std_calibration is None else (float(std_calibration[0]), float(std_calibration[1]))
+        base = sampler.target.base
+        # the sampler takes what its base network takes (neighbours, and the spline for a context model);
         # channels-last modules: oneDNN's fast layout (about 8% here)
         super().__init__(self._mean_and_std, device, batch_size, percentile, progress, precision, bf16_psnr_change_db,
-                         modules=[network, *base], bf16_faster_on=bf16_faster_on)
+                         context=getattr(base, "in_channels", 2) // 2, spline=getattr(base, "spline_skip", False),
+                         modules=[network] + ([] if base is None else [base]), bf16_faster_on=bf16_faster_on)
         self.sampler.bf16 = self.sampler.target.bf16 = self.precision == "bf16"
 
     def _mean_and_std(self, pairs: torch.Tensor) -> torch.Tensor:
@@ -324,3 +341,41 @@ class SamplingPredictor(NetworkPredictor):
         self.sampler.reset()
         out = self.predict_channels(slices)
         return out[:, 0], out[:, 1]
+
+    def calibrated_std(self, std: np.ndarray, slices: np.ndarray) -> np.ndarray:
+        """The uncertainty map of ``std`` (from :py:meth:`predict_with_std` on ``slices``) recalibrated with
+        ``std_calibration``, in the slices' units; ``std`` itself without a calibration."""
+        from misr_monai.metrics import calibrated_std
+        from misr_monai.transforms.utils import percentile_scale_factor
+
+        if self.std_calibration is None:
+            return std
+        return calibrated_std(std, self.std_calibration, percentile_scale_factor(slices, self.percentile))
+
+
+def warm_start_refiner(network: torch.nn.Module, state_dict: dict) -> torch.nn.Module:
+    """Load a refiner's weights into ``network``, also those of a refiner over a 2-slice base into one over a context
+    base.
+
+    A refiner over a 2-slice base takes 4 channels (the noisy value, slices i-1 and i+1, the base's prediction); one
+    over a context base with K neighbours a side takes 2K + 3 (the noisy value, the 2K neighbours, the spline, the
+    base's prediction). The first convolution's kernels of the four images go to where those images now are, the
+    outer neighbours and the spline start at zero, so the refiner starts as it was trained. Any other state dict is
+    loaded strictly.
+
+    Args:
+        network: a ``DiffusionModelUNet``, changed in place.
+        state_dict: its weights, or those of a refiner over a 2-slice base.
+
+    Returns:
+        ``network``.
+    """
+    key = "conv_in.conv.weight"
+    old, own = state_dict.get(key), network.state_dict().get(key)
+    if old is not None and own is not None and old.shape[1] == 4 and own.shape[1] > 4 and own.shape[1] % 2:
+        k = (own.shape[1] - 3) // 2
+        kernel = torch.zeros_like(own)
+        kernel[:, [0, k, k + 1, own.shape[1] - 1]] = old
+        state_dict = {**state_dict, key: kernel}
+    network.load_state_dict(state_dict)
+    return network

@@ -46,7 +46,8 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
         seconds = time.perf_counter() - start
         scores[name] = {**score_reconstruction(truth, reconstructions[name], axis), "seconds": seconds}
         if std is not None:
-            scores[name].update(score_calibration(truth, reconstructions[name], std, axis))
+            scores[name].update(score_calibration(truth, reconstructions[name], std, axis,
+                                                  calibration=predict.std_calibration))
     return scores, reconstructions
 
 

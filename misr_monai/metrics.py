@@ -13,7 +13,8 @@ from monai.metrics import SSIMMetric
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
 __all__ = ["METRICS", "SLICE_METRICS", "VOLUME_METRICS", "CALIBRATION_METRICS", "SSIM_WINDOW", "slice_metrics",
-           "through_plane_ratio", "sharpness_ratio", "score_reconstruction", "score_calibration", "pool_calibration"]
+           "through_plane_ratio", "sharpness_ratio", "score_reconstruction", "score_calibration", "pool_calibration",
+           "calibrated_std", "fit_std_calibration"]
 
 SLICE_METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
 VOLUME_METRICS = ("psnr_vol", "psnr_core", "tp_ratio", "sharpness")
@@ -21,11 +22,12 @@ VOLUME_METRICS = ("psnr_vol", "psnr_core", "tp_ratio", "sharpness")
 slice (``psnr_vol``) or over those of the middle third (``psnr_core``), through-plane continuity, and the sharpness of
 the new slices against the original ones (:py:func:`sharpness_ratio`)."""
 METRICS = (*SLICE_METRICS, *VOLUME_METRICS)
-CALIBRATION_METRICS = ("coverage_2std", "spearman_std")
+CALIBRATION_METRICS = ("coverage_2std", "coverage_2std_cal", "spearman_std")
 """A sampling model's spread against its error, over the foreground voxels of the reconstructed slices: the share
 whose truth lies within the K-sample mean +- 2 standard deviations (about 0.90 for a calibrated sampler at K = 8,
-where mean and std are both estimated from the 8 samples; 0.95 as K grows), and the Spearman correlation of the
-mean's absolute error with the std."""
+where mean and std are both estimated from the 8 samples; 0.95 as K grows), the same with the recalibrated std
+(:py:func:`calibrated_std`; NaN for a model without a calibration), and the Spearman correlation of the mean's absolute
+error with the std (the same for both: the recalibration is monotone)."""
 CALIBRATION_SAMPLE = 4096
 """Foreground voxels per volume kept (seeded draw) for a Spearman correlation pooled over volumes."""
 _MSE_FLOOR = 1e-10
@@ -155,8 +157,44 @@ def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: in
     return scores
 
 
-def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis: int, seed: int = 0) -> dict:
-    """:py:data:`CALIBRATION_METRICS` of a sampling model's x2 reconstruction (``mean``) and its per-voxel ``std``.
+def calibrated_std(std, calibration: tuple[float, float], scale: float = 1.0):
+    """The recalibrated spread ``sqrt((a * scale)^2 + (b * std)^2)`` of a sampler's ``std`` (Levi et al. 2019's variance
+    recalibration with a floor ``a``: the noise of the truth and the base's bias, which sampling does not produce).
+
+    Args:
+        std: the samples' standard deviation (array or tensor), in the volume's units.
+        calibration: ``(a, b)``, fitted by :py:func:`fit_std_calibration` on intensities scaled to [0, 1].
+        scale: the volume's intensity scale (``percentile_scale_factor``), which ``a`` is multiplied by.
+    """
+    a, b = calibration
+    return ((a * scale) ** 2 + (b * std) ** 2) ** 0.5
+
+
+def fit_std_calibration(error: np.ndarray, std: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of :py:func:`calibrated_std` that maximise the Gaussian likelihood of the errors: ``error`` ~ N(0,
+    a^2 + (b std)^2), voxel by voxel (Kuleshov et al. 2018 and Levi et al. 2019 fit the same on a held-out split).
+
+    Args:
+        error: the K-sample mean's errors (or their absolute values) on a validation split, scaled to [0, 1].
+        std: the samples' standard deviations at the same voxels.
+    """
+    from scipy.optimize import minimize
+
+    e2, s2 = np.square(np.asarray(error, np.float64)), np.square(np.asarray(std, np.float64))
+
+    def nll(log_ab):
+        var = np.exp(2 * log_ab[0]) + np.exp(2 * log_ab[1]) * s2
+        return float(np.mean(np.log(var) + e2 / var))
+
+    start = np.log([max(float(np.sqrt(e2.mean())) * 0.5, 1e-6), 1.0])
+    a, b = np.exp(minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-9}).x)
+    return float(a), float(b)
+
+
+def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis: int, seed: int = 0,
+                      calibration: tuple[float, float] | None = None) -> dict:
+    """:py:data:`CALIBRATION_METRICS` of a sampling model's x2 reconstruction (``mean``) and its per-voxel ``std``,
+    raw and, with ``calibration`` (``(a, b)`` of :py:func:`calibrated_std`), recalibrated.
 
     As :py:func:`score_reconstruction`: odd slices, the truth's percentile scale, truth and mean clipped to [0, 1]
     (the std only scaled); the voxels are those whose truth is above 0.05.
@@ -179,6 +217,8 @@ def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis
     pick = np.random.default_rng(seed).choice(err.size, min(CALIBRATION_SAMPLE, err.size), replace=False)
     return {
         "coverage_2std": float(np.mean(err <= 2 * spread)) if err.size else float("nan"),
+        "coverage_2std_cal": float(np.mean(err <= 2 * calibrated_std(spread, calibration)))
+        if err.size and calibration is not None else float("nan"),
         "spearman_std": _spearman(err, spread),
         "calibration_voxels": int(err.size),
         "calibration_error": err[pick].tolist(),
@@ -190,11 +230,13 @@ def pool_calibration(rows: list[dict]) -> dict[str, float]:
     """:py:data:`CALIBRATION_METRICS` over the volumes of ``rows`` (results of :py:func:`score_calibration`):
     the coverage over all their voxels, the Spearman correlation over their drawn voxels together."""
     voxels = np.array([r["calibration_voxels"] for r in rows])
-    coverage = np.array([r["coverage_2std"] for r in rows])
     err = np.concatenate([r["calibration_error"] for r in rows])
     spread = np.concatenate([r["calibration_std"] for r in rows])
-    return {"coverage_2std": float((coverage * voxels).sum() / voxels.sum()) if voxels.sum() else float("nan"),
-            "spearman_std": _spearman(err, spread)}
+    pooled = {}
+    for key in ("coverage_2std", "coverage_2std_cal"):
+        coverage = np.array([r.get(key, float("nan")) for r in rows])
+        pooled[key] = float((coverage * voxels).sum() / voxels.sum()) if voxels.sum() else float("nan")
+    return {**pooled, "spearman_std": _spearman(err, spread)}
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from misr_monai.volume import check_slice_axis
 from misr_monai.io import load_volume
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor
 
-__all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study"]
+__all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study", "fit_calibration", "write_calibration"]
 
 UNCERTAINTY_COLUMNS = ("dataset", "volume", "samples", "slices", "voxels", "pearson_r", "spearman_r", "mae", "mean_std")
 
@@ -85,3 +85,40 @@ def _correlations(err: np.ndarray, std: np.ndarray) -> dict:
         "mae": float(err.mean()),
         "mean_std": float(std.mean()),
     }
+
+
+def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, dataset_dir: str | os.PathLike,
+                    name: str = "model") -> dict:
+    """Fit a sampling model's std recalibration (:py:func:`~misr_monai.metrics.fit_std_calibration`) on one split
+    (the validation split: the test split stays unseen) through the protocol, on the seeded draw of foreground voxels
+    of every volume.
+
+    Returns:
+        ``a``, ``b``, the volumes and drawn voxels it used, and the share of those voxels within 2 std, raw
+        (``coverage_2std``) and calibrated (``coverage_2std_cal``).
+    """
+    from misr_monai.evaluation import evaluate
+    from misr_monai.metrics import calibrated_std, fit_std_calibration
+
+    rows, _ = evaluate(datalists, split, {name: predictor}, dataset_dir, None, figures=False)
+    error = np.concatenate([r["calibration_error"] for r in rows])
+    std = np.concatenate([r["calibration_std"] for r in rows])
+    a, b = fit_std_calibration(error, std)
+    return {"a": a, "b": b, "volumes": len(rows), "voxels": int(error.size),
+            "coverage_2std": float(np.mean(error <= 2 * std)),
+            "coverage_2std_cal": float(np.mean(error <= 2 * calibrated_std(std, (a, b))))}
+
+
+def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:
+    """Store ``std_calibration: [a, b]`` in the bundle's ``configs/inference.json`` (atomically); return its path."""
+    import json
+
+    from misr_monai.io import InputError, atomic_write
+
+    path = Path(bundle) / "configs" / "inference.json"
+    config = json.loads(path.read_text())
+    if "std_calibration" not in config:
+        raise InputError(f"{path}: no std_calibration option; the bundle's sampler cannot be recalibrated.")
+    config["std_calibration"] = [round(a, 6), round(b, 6)]
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=4) + "\n"))
+    return path

@@ -179,6 +179,8 @@ def upsample_image(data: np.ndarray, img, source: str | os.PathLike, output_path
     summary = {}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)
+        spread = predict.calibrated_std(spread, data)
+        np.moveaxis(spread, axis, 0)[::2] = 0  # the acquired slices are certain
         save_volume(std_path(output_path), spread.astype(np.float32), affine, img, overwrite)
         summary["std_output"] = str(std_path(output_path))
     else:

@@ -221,7 +221,7 @@ def verify_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = 
     try:
         import jsonschema  # noqa: F401  (verify_metadata's validator; MONAI imports it optionally)
     except ImportError:
-        raise InputError("misr zoo check needs jsonschema: pip install jsonschema (or misr_monai[test]).") from None
+        raise InputError("misr zoo check needs jsonschema, a dependency of misr_monai missing here: pip install jsonschema.") from None
     if schema is not None and not Path(schema).is_file():
         raise InputError(f"{schema}: no such schema file; give a local copy of {metadata.get('schema')}.")
     with tempfile.TemporaryDirectory() as tmp, _quiet():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,5 +109,5 @@ def run_two_process_training(bundle: Path, overrides: dict, port: int) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
          "monai.bundle", "run", "training", "--config_file", configs, *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )

@@ -144,3 +144,40 @@ def test_uncertainty_study_writes_correlations_and_figures(random_bundle, synthe
     assert len(list(out.glob("*_uncertainty.png"))) == 2
     assert main(["uncertainty", "--datalist", str(synthetic / "datalist.json"), "--model", "linear",
                  "--dataset-dir", str(synthetic / "data"), "--out", str(out)]) == 2
+
+
+def test_untrained_refiner_over_the_context_base_returns_context_cnn(tmp_path):
+    """The bundle's sampler over its shipped base, with a refiner whose output convolution is zero (as
+    DiffusionModelUNet initialises it), upsamples a volume exactly as the ``context_cnn`` bundle does."""
+    from misr_monai.bundles import load_predictor
+
+    bundle = tiny_fast_ddpm_bundle(tmp_path / "bundle")
+    state = torch.load(bundle / "models" / "model.pt", weights_only=True)
+    state = {k: torch.zeros_like(v) if k.startswith("out.2.") else v for k, v in state.items()}
+    torch.save(state, bundle / "models" / "model.pt")
+    slices = np.moveaxis(smooth_volume((40, 36, 9)), 2, 0).astype(np.float32)
+    refined = load_predictor(str(bundle), samples=1)(slices)
+    np.testing.assert_allclose(refined, load_predictor("context_cnn")(slices), rtol=0, atol=1e-5 * float(slices.max()))
+
+
+def test_calibrate_writes_the_fit_and_upsample_writes_the_calibrated_map(random_bundle, synthetic, tmp_path):
+    """``misr calibrate --write`` stores (a, b) in the bundle's inference.json; ``misr upsample --samples K`` then
+    writes sqrt((a s)^2 + (b std)^2), s the volume's intensity scale, where it wrote the raw std before."""
+    import json
+
+    from misr_monai.transforms.utils import percentile_scale_factor
+
+    src = write_nifti(tmp_path / "a.nii.gz", smooth_volume((20, 18, 5)))
+    args = ["--model", str(random_bundle), "--device", "cpu", "--samples", "3"]
+    assert main(["upsample", str(src), str(tmp_path / "raw.nii.gz"), *args]) == 0
+    assert main(["calibrate", "--datalist", str(synthetic / "datalist.json"), "--dataset-dir", str(synthetic / "data"),
+                 "--write", *args]) == 0
+    a, b = json.loads((random_bundle / "configs" / "inference.json").read_text())["std_calibration"]
+    assert a > 0 and b >= 0  # a random refiner's spread says little: the floor carries the errors
+    assert main(["upsample", str(src), str(tmp_path / "cal.nii.gz"), *args]) == 0
+    raw, cal = (np.asanyarray(nib.load(str(tmp_path / f"{n}_std.nii.gz")).dataobj) for n in ("raw", "cal"))
+    scale = percentile_scale_factor(np.asanyarray(nib.load(str(src)).dataobj))
+    np.testing.assert_allclose(cal[..., 1::2], np.sqrt((a * scale) ** 2 + (b * raw[..., 1::2]) ** 2), rtol=1e-5)
+    assert (cal[..., 0::2] == 0).all()  # the acquired slices stay certain
+    assert main(["calibrate", "--datalist", str(synthetic / "datalist.json"), "--dataset-dir", str(synthetic / "data"),
+                 "--model", "linear"]) == 2

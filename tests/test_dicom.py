@@ -1,5 +1,5 @@
 """DICOM in and out on the shared real series: the same voxels and world positions as the NIfTI path, a new derived
-series that a second reader (pydicom, without MONAI) reads back with halved spacing and the original slices exact,
+series that other readers (pydicom without MONAI, SimpleITK) read back with halved spacing and the original slices exact,
 and one line for each bad series."""
 
 from __future__ import annotations
@@ -95,6 +95,20 @@ def test_written_series_read_back_by_pydicom(round_trip):
     assert sorted(int(d.InstanceNumber) for d in datasets) == list(range(1, 38))
     new = np.stack([d.pixel_array for d in datasets[1::2]])
     assert new.min() >= original.volume.min() and new.max() <= original.volume.max()  # within the input's range
+
+
+def test_written_series_read_back_by_simpleitk(round_trip):
+    """A third reader (ITK's GDCM, as 3D Slicer and ITK-SNAP use it) sees one series of 37 slices at half the spacing,
+    in the source's orientation and position, with the original slices' voxels where they were."""
+    sitk = pytest.importorskip("SimpleITK")
+    source = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(T2)))
+    assert len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(round_trip / "series"))) == 1
+    image = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(round_trip / "series")))
+    assert image.GetSize() == (*source.GetSize()[:2], 2 * source.GetSize()[2] - 1)
+    np.testing.assert_allclose(image.GetSpacing(), (*source.GetSpacing()[:2], source.GetSpacing()[2] / 2), atol=1e-4)
+    np.testing.assert_allclose(image.GetDirection(), source.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(image.GetOrigin(), source.GetOrigin(), atol=1e-3)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image)[::2], sitk.GetArrayFromImage(source))
 
 
 def test_dicom_and_nifti_paths_give_the_same_volume(round_trip):

@@ -119,6 +119,52 @@ def test_untrained_refiner_returns_the_base_exactly():
             assert float(std.max()) == 0.0
 
 
+def test_warm_start_puts_a_two_slice_refiners_kernels_where_its_images_now_are():
+    """A refiner over a 2-slice base (noisy, i-1, i+1, base) loaded into one over a context base (noisy, i-2, i-1, i+1,
+    i+2, spline, base) gives the same output whatever the new channels hold."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    from misr_monai.diffusion import warm_start_refiner
+
+    def unet(channels):
+        return DiffusionModelUNet(spatial_dims=2, in_channels=channels, out_channels=1, channels=(8, 16, 16, 16),
+                                  attention_levels=(False, False, False, True), num_res_blocks=1,
+                                  num_head_channels=(0, 0, 0, 8), norm_num_groups=8).eval()
+
+    torch.manual_seed(0)
+    old = unet(4)
+    torch.nn.init.normal_(old.out[-1].conv.weight, std=0.05)
+    new = warm_start_refiner(unet(7), old.state_dict())
+    x, t = torch.rand(2, 7, 16, 16), torch.tensor([999, 199])
+    with torch.no_grad():
+        torch.testing.assert_close(new(x, t), old(x[:, [0, 2, 3, 6]], t))
+    with pytest.raises(RuntimeError):
+        warm_start_refiner(unet(6), old.state_dict())  # not 2K + 3 channels: loaded strictly, and refused
+
+
+def test_eta_draws_fresh_noise_from_the_samplers_seeded_generator():
+    """DDIM eta > 0 adds noise at each step, drawn from the sampler's generator: a reset gives the same samples."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    torch.manual_seed(0)
+    unet = DiffusionModelUNet(spatial_dims=2, in_channels=4, out_channels=1, channels=(8, 16, 16, 16),
+                              attention_levels=(False, False, False, True), num_res_blocks=1,
+                              num_head_channels=(0, 0, 0, 8), norm_num_groups=8).eval()
+    torch.nn.init.normal_(unet.out[-1].conv.weight, std=0.05)
+    pairs = torch.rand(2, 2, 8, 8)
+    draws = {}
+    for eta in (0.0, 1.0):
+        scheduler = _scheduler(prediction="sample")
+        scheduler.eta = eta
+        sampler = FastDDPMSampler(scheduler, SliceTarget("base", 16.0, _Base()))
+        with torch.no_grad():
+            draws[eta] = sampler(pairs, unet)
+            sampler.reset()
+            torch.manual_seed(123)  # the global generator does not matter
+            assert torch.equal(sampler(pairs, unet), draws[eta])
+    assert not torch.equal(draws[0.0], draws[1.0])
+
+
 class _TimeRecorder(torch.nn.Module):
     """A stand-in network that records the timesteps it is given and predicts zero noise."""
 

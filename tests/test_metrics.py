@@ -116,3 +116,16 @@ def test_calibration_of_a_sampler_with_known_spread():
     assert pooled["coverage_2std"] == pytest.approx(np.mean([r["coverage_2std"] for r in rows]))
     narrow = score_calibration(truth, mean, std / 4, axis=2)  # a spread 4x too narrow covers far less
     assert narrow["coverage_2std"] < 0.5
+
+
+def test_std_calibration_fit_recovers_the_floor_and_the_slope():
+    """Errors drawn with variance a^2 + (b std)^2 give back (a, b); the calibrated coverage is then about 0.95."""
+    from misr_monai.metrics import calibrated_std, fit_std_calibration
+
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.0, 0.05, 50_000)
+    error = rng.normal(0.0, calibrated_std(std, (0.02, 2.0)))
+    a, b = fit_std_calibration(np.abs(error), std)
+    assert abs(a - 0.02) < 0.002 and abs(b - 2.0) < 0.1
+    assert np.mean(np.abs(error) <= 2 * std) < 0.75  # the raw std understates the errors
+    assert abs(np.mean(np.abs(error) <= 2 * calibrated_std(std, (a, b))) - 0.954) < 0.01
