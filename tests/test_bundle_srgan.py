@@ -142,7 +142,6 @@ def test_unconditional_discriminator_sees_one_channel(synthetic, tmp_path, tiny_
 
 def test_two_process_gloo_training(synthetic, tmp_path, tiny_cnn):
     proc = run_two_process_training(BUNDLE, _overrides(synthetic, tmp_path, tiny_cnn), 29518)
-    import os; open(f"/tmp/ddp/full_{os.getpid()}.log", "w").write(proc.stderr + proc.stdout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
