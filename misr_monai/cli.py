@@ -273,7 +273,8 @@ def _calibrate(args) -> None:
     fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model)
     print(f"{args.model} at K={args.samples} on the {args.split} split ({fit['volumes']} volumes, {fit['voxels']} "
           f"drawn foreground voxels): std_calibration a={fit['a']:.6f} b={fit['b']:.4f}; within 2 std: "
-          f"{fit['coverage_2std']:.3f} raw, {fit['coverage_2std_cal']:.3f} calibrated")
+          f"{fit['coverage_2std']:.3f} raw, {fit['coverage_2std_cal']:.3f} calibrated; the K mean: psnr "
+          f"{fit['psnr']:.2f} dB, psnr_core {fit['psnr_core']:.2f} dB")
     if args.write:
         print(f"{write_calibration(bundle_folder(args.model), fit['a'], fit['b'])}: std_calibration written")
 

@@ -75,6 +75,9 @@ class _Methods:
                 "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
                 "seed": self.experiment.get("seed", 0),
                 "precision": self.precision(method)}
+            config = None if folder is None else folder / "configs" / "inference.json"
+            if config is not None and config.is_file() and "std_calibration" in (values := json.loads(config.read_text())):
+                self.known[method]["std_calibration"] = values["std_calibration"]
         return self.known[method]
 
     def precision(self, method: str) -> str:
@@ -244,9 +247,10 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
         calibrated = [r for r in rows if r["method"] == m and "calibration_error" in r]
         if calibrated:
             written.append(out / f"calibration_{_file_name(m)}.png")
-            calibration_figure(calibrated, calibrated[0]["settings"]["samples"], written[-1],
-                               f"{m}: RMS error of the mean of {calibrated[0]['settings']['samples']} samples "
-                               "against their std")
+            settings = calibrated[0]["settings"]
+            calibration_figure(calibrated, settings["samples"], written[-1],
+                               f"{m}: RMS error of the mean of {settings['samples']} samples against their std",
+                               calibration=settings.get("std_calibration"))
     reference = experiment.get("reference", "cubic")
     for metric in ("psnr", "psnr_fg", "psnr_core"):
         written.append(out / f"gain_{metric}.png")

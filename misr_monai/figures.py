@@ -386,24 +386,32 @@ def slice_profile_figure(rows: list[dict], reference: str, path: str | os.PathLi
     _save(fig, path)
 
 
-def calibration_figure(rows: list[dict], samples: int, path: str | os.PathLike, title: str, bins: int = 10) -> None:
+def calibration_figure(rows: list[dict], samples: int, path: str | os.PathLike, title: str, bins: int = 10,
+                       calibration: tuple[float, float] | None = None) -> None:
     """Is a sampler's spread where its error is? Over the voxels drawn by
     :py:func:`~misr_monai.metrics.score_calibration` from each row (one per volume): the RMS error of the K-sample
     mean against the mean std, in ``bins`` equal-count bins of the std, beside the line of a calibrated sampler
     (RMS error = std x sqrt(1 + 1/K): the truth is one more draw from the distribution the K samples come from).
-    One line per dataset."""
+    One line per dataset; with ``calibration`` ``(a, b)`` a dashed one more per dataset, against the recalibrated std
+    (:py:func:`~misr_monai.metrics.calibrated_std`)."""
+    from misr_monai.metrics import calibrated_std
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     top = 0.0
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         err = np.concatenate([r["calibration_error"] for r in rows if r["dataset"] == dataset])
         std = np.concatenate([r["calibration_std"] for r in rows if r["dataset"] == dataset])
-        order = np.argsort(std)
-        groups = np.array_split(order, bins)
-        x = [float(std[g].mean()) for g in groups]
-        y = [float(np.sqrt((err[g] ** 2).mean())) for g in groups]
-        ax.plot(x, y, marker="o", label=dataset)
-        top = max(top, *x, *y)
+        spreads = {"raw": std} if calibration is None else {"raw": std, "calibrated": calibrated_std(std, calibration)}
+        colour = None
+        for kind, spread in spreads.items():
+            groups = np.array_split(np.argsort(spread), bins)
+            x = [float(spread[g].mean()) for g in groups]
+            y = [float(np.sqrt((err[g] ** 2).mean())) for g in groups]
+            line = ax.plot(x, y, marker="o" if kind == "raw" else "s", linestyle="-" if kind == "raw" else ":",
+                           color=colour, label=dataset if calibration is None else f"{dataset}, {kind}")
+            colour = line[0].get_color()
+            top = max(top, *x, *y)
     ax.plot([0, top], [0, top * np.sqrt(1 + 1 / samples)], "k--", linewidth=1, label=f"calibrated (K = {samples})")
     ax.set_xlabel("std of the samples (binned)")
     ax.set_ylabel("RMS error of their mean")

@@ -94,19 +94,22 @@ def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, d
     of every volume.
 
     Returns:
-        ``a``, ``b``, the volumes and drawn voxels it used, and the share of those voxels within 2 std, raw
-        (``coverage_2std``) and calibrated (``coverage_2std_cal``).
+        ``a``, ``b``, the volumes and drawn voxels it used, the share of those voxels within 2 std, raw
+        (``coverage_2std``) and calibrated (``coverage_2std_cal``), and the K mean's ``psnr`` and ``psnr_core``
+        averaged over the volumes.
     """
     from misr_monai.evaluation import evaluate
     from misr_monai.metrics import calibrated_std, fit_std_calibration
 
     rows, _ = evaluate(datalists, split, {name: predictor}, dataset_dir, None, figures=False)
+    rows = [r for r in rows if r["method"] == name]
     error = np.concatenate([r["calibration_error"] for r in rows])
     std = np.concatenate([r["calibration_std"] for r in rows])
     a, b = fit_std_calibration(error, std)
     return {"a": a, "b": b, "volumes": len(rows), "voxels": int(error.size),
             "coverage_2std": float(np.mean(error <= 2 * std)),
-            "coverage_2std_cal": float(np.mean(error <= 2 * calibrated_std(std, (a, b))))}
+            "coverage_2std_cal": float(np.mean(error <= 2 * calibrated_std(std, (a, b)))),
+            "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_core": float(np.mean([r["psnr_core"] for r in rows]))}
 
 
 def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:

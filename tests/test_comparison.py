@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 import misr_monai.comparison as comparison
+import misr_monai.figures as figures
 from misr_monai.cli import main
 from misr_monai.comparison import load_experiment, paired_statistics
 from misr_monai.figures import display_plane
@@ -82,6 +84,27 @@ def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experi
     assert main(["compare", str(config), "--out", str(out), "--methods", f"['{bundle}:k1', '{bundle}:k2']"]) == 0
     assert (out / f"calibration_{comparison._file_name(str(bundle))}_k2.png").is_file()  # the figure of K > 1 only
     assert not (out / f"calibration_{comparison._file_name(str(bundle))}_k1.png").exists()
+
+
+def test_a_recalibrated_sampler_is_rescored_and_drawn_before_and_after(experiment, tmp_path, monkeypatch):
+    """The bundle's std_calibration is part of a method's settings: writing one rescores the cached rows with it."""
+    from misr_monai.uncertainty import write_calibration
+
+    config, bundle = experiment
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    out = tmp_path / "cal"
+    args = ["compare", str(config), "--out", str(out), "--methods", f"['{copy}:k2']", "--figures", "[]"]
+    assert main(args) == 0
+    raw = {r["method"]: r for r in _csv(out / "summary.csv")}[f"{copy}:k2"]
+    assert raw["coverage_2std_cal"] == "nan"
+    write_calibration(copy, 0.5, 1.0)  # a floor of half the intensity range: every error within 2 std
+    drawn, draw = [], figures.calibration_figure
+    monkeypatch.setattr(figures, "calibration_figure", lambda *a, **k: drawn.append(k["calibration"]) or draw(*a, **k))
+    assert main(args) == 0
+    cal = {r["method"]: r for r in _csv(out / "summary.csv")}[f"{copy}:k2"]
+    assert float(cal["coverage_2std_cal"]) == 1.0 and cal["coverage_2std"] == raw["coverage_2std"]
+    assert drawn == [[0.5, 1.0]]
 
 
 def test_overrides_reach_nested_keys(experiment, tmp_path, capsys):
