@@ -270,9 +270,9 @@ def _calibrate(args) -> None:
                                args.precision)
     if not hasattr(predictor, "predict_with_std"):
         raise InputError(f"{args.model}: not a sampling model; calibration needs one (fast_ddpm).")
-    fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model)
+    fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model, args.fit)
     print(f"{args.model} at K={args.samples} on the {args.split} split ({fit['volumes']} volumes, {fit['voxels']} "
-          f"drawn foreground voxels): std_calibration a={fit['a']:.6f} b={fit['b']:.4f}; within 2 std: "
+          f"drawn foreground voxels, {args.fit} fit): std_calibration a={fit['a']:.6f} b={fit['b']:.4f}; within 2 std: "
           f"{fit['coverage_2std']:.3f} raw, {fit['coverage_2std_cal']:.3f} calibrated; the K mean: psnr "
           f"{fit['psnr']:.2f} dB, psnr_core {fit['psnr_core']:.2f} dB")
     if args.write:
@@ -419,6 +419,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
     p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
     p.add_argument("--write", action="store_true", help="store the fit as std_calibration in configs/inference.json")
+    p.add_argument("--fit", choices=("conformal", "gaussian"), default="conformal",
+                   help="conformal: a = 0 and mean +- 2 calibrated std the split-conformal 90%% interval; gaussian: "
+                        "(a, b) by Gaussian likelihood (default: conformal)")
     model_options(p)
     p.set_defaults(func=_calibrate, samples=8)
 

@@ -23,7 +23,7 @@ from misr_monai.bundles import bundle_folder, load_predictor, split_samples
 from misr_monai.interpolation import BASELINES
 from misr_monai.volume import check_slice_axis
 from misr_monai.io import InputError, SkippedInputs, atomic_write, file_sha256, load_volume
-from misr_monai.metrics import CALIBRATION_METRICS, METRICS
+from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
 from misr_monai.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
 
@@ -110,12 +110,15 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
     folder = cache / dataset / _stem(entry["image"])
     settings = {m: models.settings(m) for m in methods}
 
+    def sampled(setting):  # a new std_calibration rescores the stored draw of voxels; it needs no new samples
+        return {k: v for k, v in setting.items() if k != "std_calibration"}
+
     def cached(m):
         path = folder / f"{_file_name(m)}.json"
         if not path.is_file():
             return False
         row = json.loads(path.read_text())  # a result of an older protocol (fewer metrics) is recomputed
-        return (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
+        return (sampled(row["settings"]) == sampled(settings[m]) and all(k in row for k in (*METRICS, "slice_psnr"))
                 and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
 
     missing = [m for m in methods if not cached(m)]
@@ -132,7 +135,14 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
             row = {"dataset": dataset, "volume": entry["image"], "method": m, "axis": axis, **scores[m],
                    "settings": settings[m]}
             atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
-    return [json.loads((folder / f"{_file_name(m)}.json").read_text()) for m in methods]
+    rows = [json.loads((folder / f"{_file_name(m)}.json").read_text()) for m in methods]
+    for row, m in zip(rows, methods):
+        if "calibration_error" in row and row["settings"] != settings[m]:
+            row["coverage_2std_cal"] = calibrated_coverage(row["calibration_error"], row["calibration_std"],
+                                                           settings[m].get("std_calibration"))
+            row["settings"] = settings[m]
+            atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
+    return rows
 
 
 def _summary(rows: list[dict], costs: dict) -> list[dict]:

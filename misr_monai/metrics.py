@@ -170,16 +170,30 @@ def calibrated_std(std, calibration: tuple[float, float], scale: float = 1.0):
     return ((a * scale) ** 2 + (b * std) ** 2) ** 0.5
 
 
-def fit_std_calibration(error: np.ndarray, std: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` of :py:func:`calibrated_std` that maximise the Gaussian likelihood of the errors: ``error`` ~ N(0,
-    a^2 + (b std)^2), voxel by voxel (Kuleshov et al. 2018 and Levi et al. 2019 fit the same on a held-out split).
+def fit_std_calibration(error: np.ndarray, std: np.ndarray, method: str = "conformal",
+                        coverage: float = 0.9) -> tuple[float, float]:
+    """``(a, b)`` of :py:func:`calibrated_std`, fitted on a held-out split.
+
+    ``conformal`` (default): ``a = 0`` and ``b`` half the split-conformal quantile of ``|error| / std`` at
+    ``coverage``, so that mean +- 2 calibrated std is the conformal interval: for a new voxel exchangeable with the
+    fitted ones its truth lies inside with probability at least ``coverage`` (Vovk et al. 2005; Angelopoulos and Bates
+    2021, normalised scores). ``gaussian``: ``(a, b)`` that maximise the Gaussian likelihood of the errors, ``error``
+    ~ N(0, a^2 + (b std)^2) voxel by voxel (Levi et al. 2019's variance recalibration with a floor ``a``).
 
     Args:
         error: the K-sample mean's errors (or their absolute values) on a validation split, scaled to [0, 1].
         std: the samples' standard deviations at the same voxels.
+        method: ``conformal`` or ``gaussian``.
+        coverage: the conformal interval's coverage.
     """
     from scipy.optimize import minimize
 
+    if method == "conformal":
+        score = np.sort(np.abs(np.asarray(error, np.float64)) / np.maximum(np.asarray(std, np.float64), 1e-12))
+        rank = min(int(np.ceil((score.size + 1) * coverage)), score.size)
+        return 0.0, float(score[rank - 1] / 2)
+    if method != "gaussian":
+        raise ValueError(f"method must be conformal or gaussian, got {method!r}.")
     e2, s2 = np.square(np.asarray(error, np.float64)), np.square(np.asarray(std, np.float64))
 
     def nll(log_ab):
@@ -191,6 +205,15 @@ def fit_std_calibration(error: np.ndarray, std: np.ndarray) -> tuple[float, floa
     return float(a), float(b)
 
 
+def calibrated_coverage(error, std, calibration: tuple[float, float] | None) -> float:
+    """The share of ``error`` within 2 recalibrated ``std`` (:py:func:`calibrated_std`); NaN without a
+    calibration or voxels."""
+    error, std = np.asarray(error, np.float64), np.asarray(std, np.float64)
+    if calibration is None or not error.size:
+        return float("nan")
+    return float(np.mean(error <= 2 * calibrated_std(std, calibration)))
+
+
 def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis: int, seed: int = 0,
                       calibration: tuple[float, float] | None = None) -> dict:
     """:py:data:`CALIBRATION_METRICS` of a sampling model's x2 reconstruction (``mean``) and its per-voxel ``std``,
@@ -200,8 +223,9 @@ def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis
     (the std only scaled); the voxels are those whose truth is above 0.05.
 
     Returns:
-        ``coverage_2std``, ``spearman_std``, ``calibration_voxels`` and a seeded draw of at most
-        :py:data:`CALIBRATION_SAMPLE` voxels' ``calibration_error`` and ``calibration_std`` (lists), which
+        ``coverage_2std`` (over every voxel), ``coverage_2std_cal`` (over the draw, :py:func:`calibrated_coverage`,
+        so that a new calibration rescores a stored row), ``spearman_std``, ``calibration_voxels`` and a seeded draw
+        of at most :py:data:`CALIBRATION_SAMPLE` voxels' ``calibration_error`` and ``calibration_std`` (lists), which
         :py:func:`pool_calibration` pools over volumes.
     """
     scale = percentile_scale_factor(truth)
@@ -217,8 +241,7 @@ def score_calibration(truth: np.ndarray, mean: np.ndarray, std: np.ndarray, axis
     pick = np.random.default_rng(seed).choice(err.size, min(CALIBRATION_SAMPLE, err.size), replace=False)
     return {
         "coverage_2std": float(np.mean(err <= 2 * spread)) if err.size else float("nan"),
-        "coverage_2std_cal": float(np.mean(err <= 2 * calibrated_std(spread, calibration)))
-        if err.size and calibration is not None else float("nan"),
+        "coverage_2std_cal": calibrated_coverage(err[pick], spread[pick], calibration),
         "spearman_std": _spearman(err, spread),
         "calibration_voxels": int(err.size),
         "calibration_error": err[pick].tolist(),

@@ -88,7 +88,7 @@ def _correlations(err: np.ndarray, std: np.ndarray) -> dict:
 
 
 def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, dataset_dir: str | os.PathLike,
-                    name: str = "model") -> dict:
+                    name: str = "model", method: str = "conformal") -> dict:
     """Fit a sampling model's std recalibration (:py:func:`~misr_monai.metrics.fit_std_calibration`) on one split
     (the validation split: the test split stays unseen) through the protocol, on the seeded draw of foreground voxels
     of every volume.
@@ -99,16 +99,16 @@ def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, d
         averaged over the volumes.
     """
     from misr_monai.evaluation import evaluate
-    from misr_monai.metrics import calibrated_std, fit_std_calibration
+    from misr_monai.metrics import calibrated_coverage, fit_std_calibration
 
     rows, _ = evaluate(datalists, split, {name: predictor}, dataset_dir, None, figures=False)
     rows = [r for r in rows if r["method"] == name]
     error = np.concatenate([r["calibration_error"] for r in rows])
     std = np.concatenate([r["calibration_std"] for r in rows])
-    a, b = fit_std_calibration(error, std)
+    a, b = fit_std_calibration(error, std, method)
     return {"a": a, "b": b, "volumes": len(rows), "voxels": int(error.size),
             "coverage_2std": float(np.mean(error <= 2 * std)),
-            "coverage_2std_cal": float(np.mean(error <= 2 * calibrated_std(std, (a, b)))),
+            "coverage_2std_cal": calibrated_coverage(error, std, (a, b)),
             "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_core": float(np.mean([r["psnr_core"] for r in rows]))}
 
 

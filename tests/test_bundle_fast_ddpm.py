@@ -171,7 +171,7 @@ def test_calibrate_writes_the_fit_and_upsample_writes_the_calibrated_map(random_
     args = ["--model", str(random_bundle), "--device", "cpu", "--samples", "3"]
     assert main(["upsample", str(src), str(tmp_path / "raw.nii.gz"), *args]) == 0
     assert main(["calibrate", "--datalist", str(synthetic / "datalist.json"), "--dataset-dir", str(synthetic / "data"),
-                 "--write", *args]) == 0
+                 "--write", "--fit", "gaussian", *args]) == 0
     a, b = json.loads((random_bundle / "configs" / "inference.json").read_text())["std_calibration"]
     assert a > 0 and b >= 0  # a random refiner's spread says little: the floor carries the errors
     assert main(["upsample", str(src), str(tmp_path / "cal.nii.gz"), *args]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import nibabel as nib
@@ -87,18 +88,22 @@ def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experi
 
 
 def test_a_recalibrated_sampler_is_rescored_and_drawn_before_and_after(experiment, tmp_path, monkeypatch):
-    """The bundle's std_calibration is part of a method's settings: writing one rescores the cached rows with it."""
+    """The bundle's std_calibration is part of a method's settings: writing one rescores the cached rows' drawn
+    voxels with it, without sampling again."""
     from misr_monai.uncertainty import write_calibration
 
     config, bundle = experiment
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
+    config_file = copy / "configs" / "inference.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "std_calibration": None}))
     out = tmp_path / "cal"
     args = ["compare", str(config), "--out", str(out), "--methods", f"['{copy}:k2']", "--figures", "[]"]
     assert main(args) == 0
     raw = {r["method"]: r for r in _csv(out / "summary.csv")}[f"{copy}:k2"]
     assert raw["coverage_2std_cal"] == "nan"
     write_calibration(copy, 0.5, 1.0)  # a floor of half the intensity range: every error within 2 std
+    monkeypatch.setattr(comparison, "evaluate_volume", None)  # nothing is sampled again
     drawn, draw = [], figures.calibration_figure
     monkeypatch.setattr(figures, "calibration_figure", lambda *a, **k: drawn.append(k["calibration"]) or draw(*a, **k))
     assert main(args) == 0
