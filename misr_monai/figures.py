@@ -413,6 +413,8 @@ def calibration_figure(rows: list[dict], samples: int, path: str | os.PathLike, 
             colour = line[0].get_color()
             top = max(top, *x, *y)
     ax.plot([0, top], [0, top * np.sqrt(1 + 1 / samples)], "k--", linewidth=1, label=f"calibrated (K = {samples})")
+    if calibration is not None:  # the recalibrated std stands for the error's own spread
+        ax.plot([0, top], [0, top], "k:", linewidth=1, label="RMS error = recalibrated std")
     ax.set_xlabel("std of the samples (binned)")
     ax.set_ylabel("RMS error of their mean")
     ax.grid(alpha=0.3)
