@@ -345,16 +345,16 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def model_options(p, precision="fp32", std_map=False):
+    def model_options(p, precision="fp32", std_map=False, samples=1):
         p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--batch-size", type=int, default=8,
                        help="slice pairs per forward pass at most; a pass also takes at most 65,536 pixels on a CPU "
                             "(one 256x256 slice) and 4 of 512x512 on a GPU, so results and memory do not depend on "
                             "it (default: 8)")
-        p.add_argument("--samples", type=_positive_int, default=1,
+        p.add_argument("--samples", type=_positive_int, default=samples,
                        help="fast_ddpm: samples per slice, the output is their mean"
                             + ("; with K > 1 their per-voxel standard deviation is written to OUT_std.nii.gz"
-                               if std_map else "") + " (default: 1)")
+                               if std_map else "") + f" (default: {samples})")
         p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
         p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
                        "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
@@ -409,8 +409,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
     p.add_argument("--slab", type=int, default=8, help="reconstructed slices per volume, at its middle (default: 8)")
     p.add_argument("--out", required=True, help="folder for uncertainty.{csv,md} and PNG figures")
-    model_options(p)
-    p.set_defaults(func=_uncertainty, samples=8)
+    model_options(p, samples=8)
+    p.set_defaults(func=_uncertainty)
 
     p = sub.add_parser("calibrate", help="fit a sampling model's std recalibration (a, b) on a validation split; "
                                          "--write stores it in the bundle's inference.json")
@@ -422,8 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", choices=("conformal", "gaussian"), default="conformal",
                    help="conformal: a = 0 and mean +- 2 calibrated std the split-conformal 90%% interval; gaussian: "
                         "(a, b) by Gaussian likelihood (default: conformal)")
-    model_options(p)
-    p.set_defaults(func=_calibrate, samples=8)
+    model_options(p, samples=8)
+    p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("datalist", help="a seeded, patient-wise datalist for a folder of NIfTI files")
     p.add_argument("dir", help="dataset folder; datalist paths are relative to it")
