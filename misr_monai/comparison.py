@@ -26,6 +26,7 @@ from misr_monai.io import InputError, SkippedInputs, atomic_write, file_sha256, 
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
 from misr_monai.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
 from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
+from misr_monai.uncertainty import read_calibration
 
 __all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
@@ -75,10 +76,12 @@ class _Methods:
                 "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
                 "seed": self.experiment.get("seed", 0),
                 "precision": self.precision(method)}
-            config = None if folder is None else folder / "configs" / "inference.json"
-            if config is not None and config.is_file() and "std_calibration" in (values := json.loads(config.read_text())):
-                self.known[method]["std_calibration"] = values["std_calibration"]
         return self.known[method]
+
+    def calibration(self, method: str) -> tuple[float, float] | None:
+        """The sampling model's ``std_calibration`` (its bundle's ``inference.json``); not in :py:meth:`settings`, as
+        a row's stored voxel draw is rescored with it (:py:func:`_volume_rows`) rather than sampled again."""
+        return read_calibration(bundle_folder(method))
 
     def precision(self, method: str) -> str:
         """The experiment's ``precision``, or the one its ``precisions`` mapping gives this method's bundle."""
@@ -110,15 +113,12 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
     folder = cache / dataset / _stem(entry["image"])
     settings = {m: models.settings(m) for m in methods}
 
-    def sampled(setting):  # a new std_calibration rescores the stored draw of voxels; it needs no new samples
-        return {k: v for k, v in setting.items() if k != "std_calibration"}
-
     def cached(m):
         path = folder / f"{_file_name(m)}.json"
         if not path.is_file():
             return False
         row = json.loads(path.read_text())  # a result of an older protocol (fewer metrics) is recomputed
-        return (sampled(row["settings"]) == sampled(settings[m]) and all(k in row for k in (*METRICS, "slice_psnr"))
+        return (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
                 and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
 
     missing = [m for m in methods if not cached(m)]
@@ -136,12 +136,10 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
                    "settings": settings[m]}
             atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
     rows = [json.loads((folder / f"{_file_name(m)}.json").read_text()) for m in methods]
-    for row, m in zip(rows, methods):
-        if "calibration_error" in row and row["settings"] != settings[m]:
+    for row, m in zip(rows, methods):  # scored with the bundle's calibration of today, on the stored draw
+        if "calibration_error" in row:
             row["coverage_2std_cal"] = calibrated_coverage(row["calibration_error"], row["calibration_std"],
-                                                           settings[m].get("std_calibration"))
-            row["settings"] = settings[m]
-            atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
+                                                           models.calibration(m))
     return rows
 
 
@@ -257,10 +255,10 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
         calibrated = [r for r in rows if r["method"] == m and "calibration_error" in r]
         if calibrated:
             written.append(out / f"calibration_{_file_name(m)}.png")
-            settings = calibrated[0]["settings"]
-            calibration_figure(calibrated, settings["samples"], written[-1],
-                               f"{m}: RMS error of the mean of {settings['samples']} samples against their std",
-                               calibration=settings.get("std_calibration"))
+            samples = calibrated[0]["settings"]["samples"]
+            calibration_figure(calibrated, samples, written[-1],
+                               f"{m}: RMS error of the mean of {samples} samples against their std",
+                               calibration=models.calibration(m))
     reference = experiment.get("reference", "cubic")
     for metric in ("psnr", "psnr_fg", "psnr_core"):
         written.append(out / f"gain_{metric}.png")

@@ -186,14 +186,14 @@ def fit_std_calibration(error: np.ndarray, std: np.ndarray, method: str = "confo
         method: ``conformal`` or ``gaussian``.
         coverage: the conformal interval's coverage.
     """
-    from scipy.optimize import minimize
-
     if method == "conformal":
         score = np.sort(np.abs(np.asarray(error, np.float64)) / np.maximum(np.asarray(std, np.float64), 1e-12))
         rank = min(int(np.ceil((score.size + 1) * coverage)), score.size)
         return 0.0, float(score[rank - 1] / 2)
     if method != "gaussian":
         raise ValueError(f"method must be conformal or gaussian, got {method!r}.")
+    from scipy.optimize import minimize
+
     e2, s2 = np.square(np.asarray(error, np.float64)), np.square(np.asarray(std, np.float64))
 
     def nll(log_ab):

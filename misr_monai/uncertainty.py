@@ -112,6 +112,15 @@ def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, d
             "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_core": float(np.mean([r["psnr_core"] for r in rows]))}
 
 
+def read_calibration(bundle: str | os.PathLike | None) -> tuple[float, float] | None:
+    """The ``std_calibration`` ``(a, b)`` a bundle's ``configs/inference.json`` holds, None where it holds none."""
+    import json
+
+    path = None if bundle is None else Path(bundle) / "configs" / "inference.json"
+    values = json.loads(path.read_text()).get("std_calibration") if path is not None and path.is_file() else None
+    return None if values is None else (float(values[0]), float(values[1]))
+
+
 def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:
     """Store ``std_calibration: [a, b]`` in the bundle's ``configs/inference.json`` (atomically); return its path."""
     import json

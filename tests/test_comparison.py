@@ -88,8 +88,8 @@ def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experi
 
 
 def test_a_recalibrated_sampler_is_rescored_and_drawn_before_and_after(experiment, tmp_path, monkeypatch):
-    """The bundle's std_calibration is part of a method's settings: writing one rescores the cached rows' drawn
-    voxels with it, without sampling again."""
+    """Writing a bundle's std_calibration rescores the cached rows' drawn voxels with it, without sampling again,
+    and the calibration figure draws it."""
     from misr_monai.uncertainty import write_calibration
 
     config, bundle = experiment
@@ -109,7 +109,7 @@ def test_a_recalibrated_sampler_is_rescored_and_drawn_before_and_after(experimen
     assert main(args) == 0
     cal = {r["method"]: r for r in _csv(out / "summary.csv")}[f"{copy}:k2"]
     assert float(cal["coverage_2std_cal"]) == 1.0 and cal["coverage_2std"] == raw["coverage_2std"]
-    assert drawn == [[0.5, 1.0]]
+    assert drawn == [(0.5, 1.0)]
 
 
 def test_overrides_reach_nested_keys(experiment, tmp_path, capsys):
