@@ -51,108 +51,38 @@ def _make_folder(path) -> Path:
     return path
 
 
-def _check_upsample_args(args, dicom: bool) -> None:
-    """Every argument of ``upsample`` that can be checked before the model is loaded and run, one line each."""
-    from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path
-    from misr_monai.volume import SliceInterpolationInferer
-
-    check_not_input(args.output, args.input)
-    SliceInterpolationInferer(args.factor)
-    if args.axis is not None and args.axis not in (0, 1, 2):
-        raise InputError(f"--axis must be 0, 1 or 2, got {args.axis}.")
-    if args.figure:
-        if Path(args.input).is_dir() and not dicom:
-            raise InputError("--figure draws one volume; it is not available for a folder of volumes.")
-        check_output_path(args.figure, overwrite=True, suffixes=(".png",))
-    output = Path(args.output)
-    if dicom and args.output_format == "dicom":
-        if output.name.endswith(NIFTI_SUFFIXES):
-            raise InputError(f"{output}: a DICOM series is written to a folder; give a folder name, or "
-                             "--output-format nifti for a NIfTI file.")
-        if args.samples > 1:
-            raise InputError("--samples K > 1 writes a standard deviation map as NIfTI; add --output-format nifti.")
-        if output.exists() and not args.overwrite:
-            raise InputError(f"{output}: output exists; pass --overwrite to replace it.")
-        if not output.parent.is_dir():
-            raise InputError(f"{output}: output folder {output.parent} does not exist.")
-    elif Path(args.input).is_dir() and not dicom:
-        if output.is_file():
-            raise InputError(f"{output}: is a file; a folder of volumes is written to a folder.")
-    else:
-        check_output_path(output, args.overwrite, NIFTI_SUFFIXES)
-
-
 def _upsample(args) -> None:
     from misr_monai.bundles import load_predictor
-    from misr_monai.dicom import has_dicom_marker, is_dicom_folder, read_series
-    from misr_monai.io import InputError
-    from misr_monai.volume import SliceInterpolationInferer, describe, upsample_file
+    from misr_monai.io import InputError, check_output_path
+    from misr_monai.volume import check_upsample, describe, upsample
 
-    source = Path(args.input)
-    if not source.exists():
-        raise InputError(f"{source}: no such file or folder.")
-    if source.is_file() and (source.suffix.lower() == ".dcm" or has_dicom_marker(source)):
-        raise InputError(f"{source}: one DICOM slice; give the folder of its series ({source.parent}).")
-    dicom = source.is_dir() and is_dicom_folder(source)
-    _check_upsample_args(args, dicom)
-    series = read_series(source) if dicom else None  # its checks before the model loads
+    kind = check_upsample(args.input, args.output, args.axis, args.factor, args.overwrite, args.samples > 1,
+                          args.output_format)
+    if args.figure:
+        if kind == "folder":
+            raise InputError("--figure draws one volume; it is not available for a folder of volumes.")
+        check_output_path(args.figure, overwrite=True, suffixes=(".png",))
     device = _device(args.device)
-    predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
-                             args.self_ensemble)
-    precision = getattr(predict, "precision", None)
-    if precision is not None:
-        print(f"{args.model}: {precision} on {device}" + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
-    if source.is_dir() and not dicom:
-        from misr_monai.engines import UpsampleEvaluator, volume_dataset
 
-        written = UpsampleEvaluator(volume_dataset(source), args.output, predict, SliceInterpolationInferer(args.factor),
-                                    args.axis, args.overwrite, args.samples > 1).run()
-        print(f"{args.output}: {len(written)} volumes ({args.model})")
+    def load():  # called by upsample once the input is read and checked
+        predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
+                                 args.self_ensemble)
+        if getattr(predict, "precision", None) is not None:
+            print(f"{args.model}: {predict.precision} on {device}"
+                  + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
+        return predict
+
+    summaries = upsample(args.input, args.output, load, args.axis, args.factor, args.overwrite, args.samples > 1,
+                         args.output_format, args.model)
+    if kind == "folder":
+        print(f"{args.output}: {len(summaries)} volumes ({args.model})")
         return
-    if dicom:
-        info = _upsample_dicom(args, series, predict)
-    else:
-        info = upsample_file(source, args.output, predict, args.axis, args.factor, args.overwrite, args.samples > 1)
+    info = summaries[0]
     print(f"{args.output}: {describe(info)} ({args.model})")
     if "std_output" in info:
         print(f"{info['std_output']}: per-voxel standard deviation of {args.samples} samples")
     if args.figure:
-        _preview(info, args.figure, source.name)
-
-
-def _upsample_dicom(args, series, predict) -> dict:
-    """``upsample`` of a read DICOM series (:py:func:`~misr_monai.dicom.read_series`): to a new DICOM series (a
-    folder), or to NIfTI."""
-    from misr_monai.dicom import write_series
-    from misr_monai.io import InputError
-    from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
-    from misr_monai.volume import (
-        SliceInterpolationInferer,
-        cast_like,
-        check_slice_axis,
-        check_upsample_outputs,
-        upsample_image,
-        upsampled_affine,
-    )
-
-    if args.output_format == "nifti":
-        check_upsample_outputs(args.output, predict, args.factor, args.overwrite, args.samples > 1)
-        return upsample_image(series.volume, series.nifti(), args.input, args.output, predict, args.axis, args.factor,
-                              args.overwrite, args.samples > 1)
-    normal_axis = find_slice_axis(series.affine)
-    axis = normal_axis if args.axis is None else args.axis
-    if axis != normal_axis:
-        raise InputError(f"{args.input}: a DICOM series is upsampled along its slice normal (axis {normal_axis}); "
-                         "for another axis use --output-format nifti.")
-    check_slice_axis(args.input, series.volume.shape, axis)
-    result = cast_like(SliceInterpolationInferer(args.factor)(series.volume, predict, axis), series.volume.dtype)
-    affine = upsampled_affine(series.affine, axis, args.factor)
-    write_series(series, result, affine, args.output, args.factor, args.overwrite,
-                 f"x{args.factor} through-plane slice interpolation by misr_monai ({args.model})", Path(args.model).name)
-    return {"axis": axis, "input_shape": series.volume.shape, "output_shape": result.shape,
-            "input_spacing": tuple(voxel_spacing(series.affine).tolist()),
-            "output_spacing": tuple(voxel_spacing(affine).tolist()), "original": (series.volume, series.affine),
-            "upsampled": (result, affine)}
+        _preview(info, args.figure, Path(args.input).name)
 
 
 def _preview(info: dict, figure, name: str) -> None:
@@ -172,7 +102,7 @@ def _demo(args) -> None:
     from misr_monai.interpolation import cubic_interpolate
     from misr_monai.io import load_volume, save_volume
     from misr_monai.transforms.utils import find_slice_axis
-    from misr_monai.volume import upsample_array, upsample_file
+    from misr_monai.volume import upsample, upsample_array
 
     out = _make_folder(args.out)
     device = _device(args.device)
@@ -186,7 +116,7 @@ def _demo(args) -> None:
     coarse[:3, axis] *= 2  # every second slice: twice the spacing, the first slice where it was
     save_volume(out / f"{stem}_decimated.nii.gz", decimated, coarse, img)
     result = out / f"{stem}_x2_{Path(args.model).name}.nii.gz"
-    info = upsample_file(out / f"{stem}_decimated.nii.gz", result, predict, axis, 2, overwrite=True)
+    info = upsample(out / f"{stem}_decimated.nii.gz", result, predict, axis, overwrite=True)[0]
     print(f"{result}: {info['input_shape']} -> {info['output_shape']}, the input: every second slice of "
           f"{DEMO_VOLUME.name} ({args.model}, {getattr(predict, 'precision', 'fp32')} on {device})")
     crop = np.take(truth, np.arange(info["output_shape"][axis]), axis=axis)

@@ -5,23 +5,29 @@ A *slice predictor* (:py:data:`~misr_monai.interpolation.SlicePredictor`) maps t
 stacked on axis 0 as ``(m, H, W)`` floats in the volume's own intensity units, to the ``m - 1`` slices between them: the
 baselines of :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.NetworkPredictor`
 turns a network into one.
+
+:py:func:`upsample` is the one call for a volume on disk: it picks the reader and writer of its source (a NIfTI file, a
+folder of them, a DICOM series folder), checks every argument once before any work, and writes atomically.
+:py:func:`upsample_volume` is the same on an array.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
 
 import numpy as np
-from monai.inferers import Inferer
 
 from misr_monai.interpolation import SlicePredictor
-from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path, load_volume, save_volume
+from misr_monai.io import (NIFTI_SUFFIXES, InputError, SkippedInputs, check_not_input, check_output_path, load_volume,
+                           print_line, save_volume)
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
-__all__ = ["upsample_array", "SliceInterpolationInferer", "upsampled_affine", "check_slice_axis", "std_path",
-           "upsample_file", "check_upsample_outputs", "upsample_image", "cast_like", "describe"]
+__all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "upsampled_affine", "check_slice_axis",
+           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files"]
+
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
     """float32 where it holds every value of ``dtype`` exactly (int8/16, uint8/16, float16/32), else float64."""
@@ -53,27 +59,23 @@ def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: 
     return np.moveaxis(out, 0, axis) if not std else (np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis))
 
 
-class SliceInterpolationInferer(Inferer):
-    """MONAI ``Inferer`` of through-plane upsampling: ``inferer(volume, network, axis)`` applies
-    :py:func:`upsample_array` ``log2(factor)`` times along ``axis``, ``network`` (a slice predictor) filling each gap.
-
-    Args:
-        factor: 2, 4, 8...: the slice spacing is divided by it. Defaults to 2.
+def check_factor(factor: int) -> int:
+    """``factor`` if it is 2, 4, 8...
 
     Raises:
-        InputError: ``factor`` is not a power of two.
+        InputError: ``factor`` is not a power of two from 2 up.
     """
+    if factor < 2 or factor & (factor - 1):
+        raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
+    return factor
 
-    def __init__(self, factor: int = 2) -> None:
-        if factor < 2 or factor & (factor - 1):
-            raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
-        self.factor = factor
 
-    def __call__(self, inputs: np.ndarray, network: SlicePredictor, axis: int) -> np.ndarray:  # type: ignore[override]
-        result = inputs
-        for _ in range(int(math.log2(self.factor))):
-            result = upsample_array(result, axis, network)
-        return result
+def upsample_volume(volume: np.ndarray, axis: int, predict: SlicePredictor, factor: int = 2) -> np.ndarray:
+    """:py:func:`upsample_array` applied ``log2(factor)`` times along ``axis``: the slice spacing divided by
+    ``factor``."""
+    for _ in range(int(math.log2(check_factor(factor)))):
+        volume = upsample_array(volume, axis, predict)
+    return volume
 
 
 def upsampled_affine(affine: np.ndarray, axis: int, factor: int = 2) -> np.ndarray:
@@ -113,96 +115,220 @@ def std_path(output_path: str | os.PathLike) -> Path:
     return output_path.with_name(f"{name}_std{suffix}")
 
 
-def upsample_file(
-    input_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    predict: SlicePredictor,
-    axis: int | None = None,
-    factor: int = 2,
-    overwrite: bool = False,
-    std: bool = False,
-) -> dict:
-    """Upsample a NIfTI volume through-plane by ``factor`` (2, 4, 8...: x2 applied repeatedly) and write it atomically.
-
-    The output keeps the input's dtype, header, units and qform/sform codes; its slice-axis affine column is divided
-    by ``factor`` and its origin is unchanged, so every original slice keeps its world position. The input file is
-    only read.
-
-    Args:
-        input_path: a 3D NIfTI file (a 4D file with one volume is accepted).
-        output_path: the NIfTI file to write.
-        predict: a slice predictor (see the module docstring).
-        axis: the slice axis, or None to detect it from the affine. Defaults to None.
-        factor: a power of two. Defaults to 2.
-        overwrite: replace an existing output. Defaults to False.
-        std: also write the per-voxel standard deviation of a sampling model's samples (``predict`` has
-            ``predict_with_std``) as float32 NIfTI on the output's grid, at :py:func:`std_path`. Needs ``factor`` 2.
-            Defaults to False.
-
-    Returns:
-        a summary: the axis, the input and output shapes and spacings (and ``std_output``), and ``original`` and
-        ``upsampled``, each ``(voxels, affine)``.
+def nifti_files(folder: Path) -> list[Path]:
+    """The ``.nii``/``.nii.gz`` files of ``folder``, hidden ones aside, sorted.
 
     Raises:
-        InputError: bad input file, axis, factor or output path (nothing is written).
+        InputError: none there.
     """
-    check_not_input(output_path, input_path)
-    check_upsample_outputs(output_path, predict, factor, overwrite, std)
-    data, img = load_volume(input_path)
-    return upsample_image(data, img, input_path, output_path, predict, axis, factor, overwrite, std)
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"{folder}: no .nii or .nii.gz files.")
+    return files
 
 
-def check_upsample_outputs(output_path: str | os.PathLike, predict: SlicePredictor, factor: int = 2,
-                           overwrite: bool = False, std: bool = False) -> None:
-    """The checks of :py:func:`upsample_file` on its outputs, factor and model, before any work.
+def source_kind(source: Path) -> str:
+    """What ``source`` is: ``"nifti"`` (a file), ``"folder"`` (of NIfTI volumes) or ``"dicom"`` (one series' folder).
+
+    Raises:
+        InputError: it does not exist, or is one DICOM slice.
+    """
+    from misr_monai.dicom import has_dicom_marker, is_dicom_folder
+
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder.")
+    if source.is_file():
+        if source.suffix.lower() == ".dcm" or has_dicom_marker(source):
+            raise InputError(f"{source}: one DICOM slice; give the folder of its series ({source.parent}).")
+        return "nifti"
+    return "dicom" if is_dicom_folder(source) else "folder"
+
+
+def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, axis: int | None = None,
+                   factor: int = 2, overwrite: bool = False, std: bool = False, output_format: str = "dicom") -> str:
+    """Every check of :py:func:`upsample`'s arguments that needs neither voxels nor the model; return the source's
+    kind (:py:func:`source_kind`). :py:func:`upsample` runs it first; a caller that loads a model can run it before
+    the load.
 
     Raises:
         InputError: the first problem, in one line.
     """
-    SliceInterpolationInferer(factor)
-    if std and (factor != 2 or not hasattr(predict, "predict_with_std")):
+    source, destination = Path(source), Path(destination)
+    kind = source_kind(source)
+    check_not_input(destination, source)
+    check_factor(factor)
+    if axis is not None and axis not in (0, 1, 2):
+        raise InputError(f"--axis must be 0, 1 or 2, got {axis}.")
+    if output_format not in ("dicom", "nifti"):
+        raise InputError(f"--output-format must be dicom or nifti, got {output_format!r}.")
+    if std and factor != 2:
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
-    check_output_path(output_path, overwrite, NIFTI_SUFFIXES)
-    if std:
-        check_output_path(std_path(output_path), overwrite, NIFTI_SUFFIXES)
+    if kind == "dicom" and output_format == "dicom":
+        if destination.name.endswith(NIFTI_SUFFIXES):
+            raise InputError(f"{destination}: a DICOM series is written to a folder; give a folder name, or "
+                             "--output-format nifti for a NIfTI file.")
+        if std:
+            raise InputError("--samples K > 1 writes a standard deviation map as NIfTI; add --output-format nifti.")
+        if destination.exists() and not overwrite:
+            raise InputError(f"{destination}: output exists; pass --overwrite to replace it.")
+        if not destination.parent.is_dir():
+            raise InputError(f"{destination}: output folder {destination.parent} does not exist.")
+    elif kind == "folder":
+        if destination.is_file():
+            raise InputError(f"{destination}: is a file; a folder of volumes is written to a folder.")
+        if destination.resolve() == source.resolve():
+            raise InputError(f"{destination}: the output folder must differ from the input folder (inputs are never "
+                             "modified).")
+    else:
+        check_output_path(destination, overwrite, NIFTI_SUFFIXES)
+        if std:
+            check_output_path(std_path(destination), overwrite, NIFTI_SUFFIXES)
+    return kind
 
 
-def upsample_image(data: np.ndarray, img, source: str | os.PathLike, output_path: str | os.PathLike,
-                   predict: SlicePredictor, axis: int | None = None, factor: int = 2, overwrite: bool = False,
-                   std: bool = False) -> dict:
-    """:py:func:`upsample_file` of voxels already read: ``data`` with the nibabel image ``img`` whose header and
-    affine describe it, read from ``source`` (named in errors)."""
-    inferer = SliceInterpolationInferer(factor)
-    axis = find_slice_axis(img.affine) if axis is None else axis
+def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict: SlicePredictor,
+             axis: int | None = None, factor: int = 2, overwrite: bool = False, std: bool = False,
+             output_format: str = "dicom", model: str = "") -> list[dict]:
+    """Upsample a volume on disk through-plane by ``factor`` (x2 applied repeatedly) and write the result atomically.
+
+    The reader and writer follow ``source``:
+
+    - a NIfTI file (3D, or 4D with one volume) -> the NIfTI file ``destination``: the input's dtype, header, units and
+      qform/sform codes, the slice-axis affine column divided by ``factor`` and the origin unchanged, so every
+      original slice keeps its world position;
+    - a folder of NIfTI files -> the folder ``destination`` (created), the same file names; a bad file is said in one
+      line and skipped, and an :py:class:`InputError` naming the bad files is raised once the others are written;
+    - a DICOM series folder -> a new derived series in the folder ``destination``
+      (:py:func:`~misr_monai.dicom.write_series`, along the slice normal), or with ``output_format="nifti"`` a NIfTI
+      file.
+
+    Inputs are only read. Every argument is checked (:py:func:`check_upsample`) before the model runs.
+
+    Args:
+        source: the input (above).
+        destination: the output (above).
+        predict: a slice predictor (see the module docstring), or a function of no arguments that loads one: it is
+            called once the arguments are checked and the input is read, so that bad input is said before a model
+            loads.
+        axis: the slice axis, or None to detect it from the affine. Defaults to None.
+        factor: a power of two. Defaults to 2.
+        overwrite: replace an existing output. Defaults to False.
+        std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` has
+            ``predict_with_std``) as float32 NIfTI on the output's grid, at :py:func:`std_path`; NIfTI output and
+            ``factor`` 2 only. Defaults to False.
+        output_format: for a DICOM series: ``"dicom"`` or ``"nifti"``. Defaults to ``"dicom"``.
+        model: the model's name, in a derived DICOM series' description. Defaults to ``""``.
+
+    Returns:
+        one summary per volume written: ``output`` (and ``std_output``), the axis, the input and output shapes and
+        spacings, and ``original`` and ``upsampled``, each ``(voxels, affine)``.
+
+    Raises:
+        InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
+    """
+    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format)
+    source, destination = Path(source), Path(destination)
+    if kind == "folder":
+        files = nifti_files(source)
+        return _upsample_folder(files, destination, _loaded(predict, std), axis, factor, overwrite, std)
+    if kind == "nifti":
+        data, img = load_volume(source)
+        return [_upsample_to_nifti(data, img, source, destination, predict, axis, factor, overwrite, std)]
+    from misr_monai.dicom import read_series, write_series
+
+    series = read_series(source)
+    if output_format == "nifti":
+        return [_upsample_to_nifti(series.volume, series.nifti(), source, destination, predict, axis, factor,
+                                   overwrite, std)]
+    normal_axis = find_slice_axis(series.affine)
+    if axis not in (None, normal_axis):
+        raise InputError(f"{source}: a DICOM series is upsampled along its slice normal (axis {normal_axis}); "
+                         "for another axis use --output-format nifti.")
+    summary = _upsampled(series.volume, series.affine, source, predict, normal_axis, factor)
+    write_series(series, *summary["upsampled"], destination, factor, overwrite,
+                 f"x{factor} through-plane slice interpolation by misr_monai ({model})", Path(model).name)
+    return [{"output": str(destination), **summary}]
+
+
+def _loaded(predict, std: bool = False) -> SlicePredictor:
+    """``predict``, or the predictor it loads when it is a function of no arguments; with ``std``, a sampling one.
+
+    Raises:
+        InputError: ``std`` and not a sampling model.
+    """
+    try:
+        required = [p for p in inspect.signature(predict).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # a callable without a signature: a predictor
+        required = [None]
+    predict = predict if required else predict()
+    if std and not hasattr(predict, "predict_with_std"):
+        raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
+    return predict
+
+
+def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: SlicePredictor, axis: int | None,
+               factor: int, std: bool = False) -> dict:
+    """The upsampled voxels in the input's dtype and their affine, as :py:func:`upsample`'s summary (with ``std``: the
+    calibrated std map, zero at the acquired slices, under ``"std"``); ``predict`` is loaded after the axis check."""
+    axis = find_slice_axis(affine) if axis is None else axis
     check_slice_axis(source, data.shape, axis)
-    affine = upsampled_affine(img.affine, axis, factor)
+    predict = _loaded(predict, std)
     summary = {}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)
         spread = predict.calibrated_std(spread, data)
         np.moveaxis(spread, axis, 0)[::2] = 0  # the acquired slices are certain
-        save_volume(std_path(output_path), spread.astype(np.float32), affine, img, overwrite)
-        summary["std_output"] = str(std_path(output_path))
+        summary["std"] = spread.astype(np.float32)
     else:
-        result = inferer(data, predict, axis)
+        result = upsample_volume(data, axis, predict, factor)
     result = cast_like(result, data.dtype)
     if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize == 8:  # float64 cannot hold every (u)int64
         np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)
-    save_volume(output_path, result, affine, img, overwrite)
-    return {
-        **summary,
-        "axis": axis,
-        "input_shape": tuple(data.shape),
-        "output_shape": tuple(result.shape),
-        "input_spacing": tuple(voxel_spacing(img.affine).tolist()),
-        "output_spacing": tuple(voxel_spacing(affine).tolist()),
-        "original": (data, img.affine),
-        "upsampled": (result, affine),
-    }
+    out_affine = upsampled_affine(affine, axis, factor)
+    return {**summary, "axis": axis, "input_shape": tuple(data.shape), "output_shape": tuple(result.shape),
+            "input_spacing": tuple(voxel_spacing(affine).tolist()),
+            "output_spacing": tuple(voxel_spacing(out_affine).tolist()),
+            "original": (data, affine), "upsampled": (result, out_affine)}
+
+
+def _upsample_to_nifti(data: np.ndarray, img, source: Path, destination: Path, predict: SlicePredictor,
+                       axis: int | None, factor: int, overwrite: bool, std: bool) -> dict:
+    """Upsample voxels read from ``source`` (``img``: the nibabel image whose header and affine describe them) and
+    write NIfTI (and the std map beside it)."""
+    summary = _upsampled(data, img.affine, source, predict, axis, factor, std)
+    affine = summary["upsampled"][1]
+    if std:
+        save_volume(std_path(destination), summary.pop("std"), affine, img, overwrite)
+        summary["std_output"] = str(std_path(destination))
+    save_volume(destination, summary["upsampled"][0], affine, img, overwrite)
+    return {"output": str(destination), **summary}
+
+
+def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredictor, axis: int | None, factor: int,
+                     overwrite: bool, std: bool) -> list[dict]:
+    """Each file to ``destination`` under its own name, a line each; bad files said, skipped, then raised together."""
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{destination}: cannot create the output folder ({err.strerror}).") from None
+    skipped, summaries = SkippedInputs("files"), []
+    for path in files:
+        with skipped.guard(path.name):
+            output = destination / path.name
+            check_output_path(output, overwrite, NIFTI_SUFFIXES)
+            if std:
+                check_output_path(std_path(output), overwrite, NIFTI_SUFFIXES)
+            data, img = load_volume(path)
+            summary = _upsample_to_nifti(data, img, path, output, predict, axis, factor, overwrite, std)
+            summaries.append({k: v for k, v in summary.items() if k not in ("original", "upsampled")})
+            print_line(f"{path.name}: written to {output} ({describe(summary)})")
+    skipped.raise_if_any(str(files[0].parent), len(files))
+    return summaries
 
 
 def describe(summary: dict) -> str:
-    """One line of an :py:func:`upsample_file` summary: shapes and slice spacing."""
+    """One line of an :py:func:`upsample` summary: shapes and slice spacing."""
     axis = summary["axis"]
     return (f"{summary['input_shape']} -> {summary['output_shape']} along axis {axis}, spacing "
             f"{summary['input_spacing'][axis]:.3f} -> {summary['output_spacing'][axis]:.3f} mm")

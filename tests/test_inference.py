@@ -7,7 +7,7 @@ import torch
 
 from misr_monai.interpolation import cubic_interpolate, linear_interpolate
 from misr_monai.predictors import NetworkPredictor
-from misr_monai.volume import upsample_array, upsample_file
+from misr_monai.volume import upsample, upsample_array
 from tests.conftest import smooth_volume, write_nifti
 
 
@@ -66,7 +66,7 @@ def test_upsample_file_geometry(tmp_path, affine, axis):
     src = write_nifti(tmp_path / "in.nii.gz", vol, affine, qform_code=1, sform_code=2)
     before = src.read_bytes()
     affine = nib.load(str(src)).affine  # as stored (float32 in the header)
-    info = upsample_file(src, tmp_path / "out.nii.gz", cubic_interpolate)
+    info = upsample(src, tmp_path / "out.nii.gz", cubic_interpolate)[0]
     assert info["axis"] == axis
     out = nib.load(str(tmp_path / "out.nii.gz"))
     data = np.asanyarray(out.dataobj)
@@ -94,7 +94,7 @@ def test_upsample_file_geometry(tmp_path, affine, axis):
 def test_factor_applies_x2_repeatedly(tmp_path, factor):
     vol = smooth_volume((6, 6, 5))
     src = write_nifti(tmp_path / "in.nii", vol)
-    upsample_file(src, tmp_path / "out.nii", linear_interpolate, factor=factor)
+    upsample(src, tmp_path / "out.nii", linear_interpolate, factor=factor)
     out = nib.load(str(tmp_path / "out.nii"))
     assert out.shape[2] == factor * (5 - 1) + 1
     np.testing.assert_allclose(out.header.get_zooms()[2], 3.0 / factor, rtol=1e-6)
@@ -104,7 +104,7 @@ def test_factor_applies_x2_repeatedly(tmp_path, factor):
 def test_float64_and_4d_single_volume(tmp_path):
     vol = smooth_volume((6, 6, 5)).astype(np.float64) + 1e-9
     src = write_nifti(tmp_path / "in.nii.gz", vol[..., None])
-    upsample_file(src, tmp_path / "out.nii.gz", cubic_interpolate, axis=2)
+    upsample(src, tmp_path / "out.nii.gz", cubic_interpolate, axis=2)
     out = np.asanyarray(nib.load(str(tmp_path / "out.nii.gz")).dataobj)
     assert out.dtype == np.float64 and out.shape == (6, 6, 9)
     np.testing.assert_array_equal(out[..., ::2], vol)

@@ -6,8 +6,7 @@ from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionSta
 from .determinism import EpochSeedHandler
 from .distributed import RANK_ZERO_HANDLERS, handlers_for_rank
 from .timing import DataWaitHandler
-from .upsampling import UpsampleEvaluator, volume_dataset
 
 __all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
-           "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "UpsampleEvaluator", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
-           "versions", "volume_dataset"]
+           "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
+           "versions"]
