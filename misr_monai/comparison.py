@@ -17,20 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.costs import count_macs
-from misr_monai.datalist import load_split
-from misr_monai.evaluation import SUMMARY_COLUMNS, evaluate_volume, summarize, write_table
+from misr_monai.evaluation import (PER_VOLUME_COLUMNS, SUMMARY_COLUMNS, evaluate_volume, protocol_volumes,
+                                   read_protocol_volume, run_protocol, summarize, write_table)
 from misr_monai.bundles import bundle_folder, load_predictor, split_samples
 from misr_monai.interpolation import BASELINES
-from misr_monai.volume import check_slice_axis
-from misr_monai.io import InputError, SkippedInputs, atomic_write, file_sha256, load_volume
+from misr_monai.io import InputError, atomic_write, file_sha256, load_volume
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
 from misr_monai.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
-from misr_monai.transforms.utils import find_slice_axis, percentile_scale_factor
+from misr_monai.transforms.utils import percentile_scale_factor
 from misr_monai.uncertainty import read_calibration
 
 __all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
-PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 COMPARE_COLUMNS = (*SUMMARY_COLUMNS, *(f"{m}_std" for m in METRICS if m != "psnr"), "gain_cubic_db",
                    "seconds_per_volume", "params", "macs_per_voxel")
 PAIRED_COLUMNS = ("dataset", "metric", "method", "versus", "volumes", "mean_diff", "ci_low", "ci_high", "wilcoxon_p",
@@ -107,10 +105,9 @@ def _file_name(method: str) -> str:
     return method.strip("/").replace("/", "_").replace(":", "_")
 
 
-def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], models: _Methods, cache: Path,
-                 keep: bool) -> list[dict]:
+def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, keep: bool) -> list[dict]:
     """The per-volume rows of every method, from the cache or computed (and cached) through ``evaluate_volume``."""
-    folder = cache / dataset / _stem(entry["image"])
+    folder = cache / item["dataset"] / _stem(item["volume"])
     settings = {m: models.settings(m) for m in methods}
 
     def cached(m):
@@ -123,16 +120,13 @@ def _volume_rows(dataset: str, spec: dict, entry: dict, methods: list[str], mode
 
     missing = [m for m in methods if not cached(m)]
     if missing:
-        path = Path(spec["dataset_dir"]) / entry["image"]
-        truth, img = load_volume(path)
-        axis = entry.get("axis", find_slice_axis(img.affine))
-        check_slice_axis(path, truth.shape, axis)
+        truth, _, axis = read_protocol_volume(item)
         folder.mkdir(parents=True, exist_ok=True)
         for m in missing:
             scores, reconstructions = evaluate_volume(truth, axis, {m: models[m]})
             if keep:
                 atomic_write(folder / f"{_file_name(m)}.npy", lambda tmp: np.save(tmp, reconstructions[m].astype(np.float32)))
-            row = {"dataset": dataset, "volume": entry["image"], "method": m, "axis": axis, **scores[m],
+            row = {"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **scores[m],
                    "settings": settings[m]}
             atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
     rows = [json.loads((folder / f"{_file_name(m)}.json").read_text()) for m in methods]
@@ -295,16 +289,11 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
             raise InputError(f"{spec['dataset_dir']}: dataset folder of {name} not found.")
     models = _Methods(experiment)
     keep = {(f["dataset"], f["volume"]) for f in experiment.get("figures", [])}
-    entries = [(name, spec, e) for name, spec in experiment["datasets"].items()
-               for e in load_split(spec["datalist"], spec.get("split", "test"))]
-    if progress:
-        from tqdm import tqdm
-
-        entries = tqdm(entries, desc="compare", unit="volume")
-    rows, skipped = [], SkippedInputs("volumes", "left out of the report")
-    for name, spec, entry in entries:
-        with skipped.guard(f"{name}/{entry['image']}"):
-            rows += _volume_rows(name, spec, entry, methods, models, cache, (name, entry["image"]) in keep)
+    items = [{**item, "name": f"{name}/{item['volume']}"} for name, spec in experiment["datasets"].items()
+             for item in protocol_volumes([spec["datalist"]], spec.get("split", "test"), spec["dataset_dir"], name)]
+    rows, skipped = run_protocol(
+        items, lambda item: _volume_rows(item, methods, models, cache, (item["dataset"], item["volume"]) in keep),
+        "left out of the report", "compare" if progress else None)
     if not rows:
         raise InputError(f"no volume could be read: {', '.join(skipped.names)}.")
     costs_path = cache / "costs.json"

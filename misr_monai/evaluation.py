@@ -1,5 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The evaluation protocol over datalists: per-volume and per-dataset tables (CSV and markdown) and figures."""
+"""The evaluation protocol over datalists: one per-volume runner (:py:func:`run_protocol`) that ``misr evaluate``,
+``compare``, ``uncertainty`` and ``calibrate`` configure, and per-volume and per-dataset tables (CSV and markdown)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import csv
 import io
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from ignite.engine import Engine
-from monai.data import Dataset
 
 from misr_monai.datalist import load_split
 from misr_monai.interpolation import SlicePredictor
@@ -20,8 +20,11 @@ from misr_monai.volume import check_slice_axis, upsample_array
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["SUMMARY_COLUMNS", "evaluate_volume", "sampled", "dataset_of", "protocol_dataset", "ProtocolEvaluator", "evaluate", "summarize", "format_value", "markdown_table", "write_table"]
+__all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "evaluate_volume", "sampled", "dataset_of", "protocol_volumes",
+           "read_protocol_volume", "run_protocol", "evaluate", "summarize", "format_value", "markdown_table",
+           "write_table"]
 
+PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
                    "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", *CALIBRATION_METRICS, "gain_db",
                    "seconds")
@@ -63,90 +66,52 @@ def dataset_of(entry: dict, default: str) -> str:
     return entry.get("dataset") or (image.parts[0] if len(image.parts) > 1 else default)
 
 
-def protocol_dataset(datalists: list[str | os.PathLike], split: str, dataset_dir: str | os.PathLike) -> Dataset:
-    """The volumes of one split of each datalist, as a MONAI ``Dataset`` of ``{"image": path, "volume": its datalist
-    path, "dataset": its dataset name}`` (and ``"axis"`` where the datalist gives one)."""
-    return Dataset([{**e, "image": str(Path(dataset_dir) / e["image"]), "volume": e["image"],
-                     "dataset": dataset_of(e, Path(dl).stem)} for dl in datalists for e in load_split(dl, split)])
+def protocol_volumes(datalists: list[str | os.PathLike], split: str, dataset_dir: str | os.PathLike,
+                     dataset: str | None = None) -> list[dict]:
+    """The volumes of one split of each datalist: ``{"image": path, "volume": its datalist path, "dataset": its
+    dataset name}`` (``dataset``, else :py:func:`dataset_of`), with ``"axis"`` where the datalist gives one."""
+    return [{**e, "image": str(Path(dataset_dir) / e["image"]), "volume": e["image"],
+             "dataset": dataset or dataset_of(e, Path(dl).stem)} for dl in datalists for e in load_split(dl, split)]
 
 
-class ProtocolEvaluator(Engine):
-    """An Ignite engine that runs the evaluation protocol on each volume of ``dataset``: the bundles' ``evaluator``
-    in ``evaluate.json``.
+def read_protocol_volume(item: dict) -> tuple[np.ndarray, object, int]:
+    """A protocol volume's voxels, nibabel image and slice axis (the datalist's, else the affine's), checked.
 
-    Each iteration reconstructs the odd slices of one volume from its even ones with every predictor and scores them
-    (:py:func:`evaluate_volume`); ``engine.state.output`` is that volume's rows. :py:meth:`run` then writes
-    ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice, a reformat and a per-slice PSNR
-    profile against ``cubic`` (:py:func:`~misr_monai.figures.slice_profile_figure`) PNG per volume to ``output_dir``. A bad volume is said in one line on stderr and left out; the others are evaluated, and an
-    :py:class:`InputError` naming the bad ones is raised at the end. If the run stops on any other error or an
-    interruption, the figures it wrote are removed.
+    Raises:
+        InputError: unreadable, or too few slices along the axis.
+    """
+    truth, img = load_volume(item["image"])
+    axis = item.get("axis", find_slice_axis(img.affine))
+    check_slice_axis(item["image"], truth.shape, axis)
+    return truth, img, axis
+
+
+def run_protocol(items: list[dict], score: Callable[[dict], list[dict]], consequence: str = "left out of the tables",
+                 progress: str | None = None) -> tuple[list[dict], SkippedInputs]:
+    """The per-volume loop of every protocol run (``misr evaluate``, ``compare``, ``uncertainty``, ``calibrate``):
+    ``score(item)`` gives each volume's rows; a volume that raises an :py:class:`InputError` is said in one line, by
+    the item's ``name`` (default: its ``volume``), and left out (``consequence``).
 
     Args:
-        dataset: items of :py:func:`protocol_dataset`.
-        predictors: method name -> slice predictor.
-        output_dir: folder for tables and figures, or None for none. Defaults to None.
-        figures: also draw figures. Defaults to True.
-        progress: show a progress bar. Defaults to True.
+        items: volumes of :py:func:`protocol_volumes`.
+        score: one volume's rows (reading it with :py:func:`read_protocol_volume`, or from a cache).
+        consequence: what becomes of a bad volume, for the summary line. Defaults to ``"left out of the tables"``.
+        progress: a progress bar's title, or None for none. Defaults to None.
+
+    Returns:
+        ``(rows, skipped)``: the rows in order, and the bad volumes (``skipped.raise_if_any()`` once the caller has
+        written what it writes).
     """
+    skipped = SkippedInputs("volumes", consequence)
+    if progress:
+        from tqdm import tqdm
 
-    def __init__(self, dataset, predictors: dict[str, SlicePredictor], output_dir: str | os.PathLike | None = None,
-                 figures: bool = True, progress: bool = True) -> None:
-        super().__init__(self._iteration)
-        self.dataset, self.predictors, self.figures = dataset, predictors, figures
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.rows: list[dict] = []
-        self.skipped = SkippedInputs("volumes", "left out of the tables")
-        self.written: list[Path] = []
-        if progress:
-            from ignite.handlers import ProgressBar
-
-            ProgressBar(persist=True, desc="evaluate").attach(self)
-
-    def _iteration(self, engine: Engine, item: dict) -> list[dict]:
-        rows: list[dict] = []
-        with self.skipped.guard(item["volume"]):
-            truth, img = load_volume(item["image"])
-            axis = item.get("axis", find_slice_axis(img.affine))
-            check_slice_axis(item["image"], truth.shape, axis)
-            rows = self._score(item, truth, img, axis)
-        return rows
-
-    def _score(self, item: dict, truth: np.ndarray, img, axis: int) -> list[dict]:
-        scores, reconstructions = evaluate_volume(truth, axis, self.predictors)
-        rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
-                for m, s in scores.items()]
-        self.rows += rows
-        if self.figures and self.output_dir is not None:
-            from misr_monai.figures import comparison_figure, slice_profile_figure
-
-            crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
-            stem = item["volume"].replace("/", "_").split(".nii")[0]
-            for plane in ("slice", "reformat"):
-                self.written.append(self.output_dir / f"{stem}_{plane}.png")
-                comparison_figure(crop, reconstructions, axis, img.affine, self.written[-1], item["volume"], plane)
-            if "cubic" in scores and len(scores) > 1:
-                self.written.append(self.output_dir / f"{stem}_profile.png")
-                slice_profile_figure(rows, "cubic", self.written[-1], f"{item['volume']}: per-slice PSNR against cubic")
-        return rows
-
-    def run(self) -> tuple[list[dict], list[dict]]:  # type: ignore[override]
-        """Evaluate every volume and write the tables; return ``(per_volume_rows, summary_rows)``."""
-        self.rows, self.written = [], []
-        self.skipped = SkippedInputs("volumes", "left out of the tables")
-        try:
-            super().run([self.dataset[i] for i in range(len(self.dataset))], max_epochs=1)
-        except BaseException:
-            for path in self.written:
-                path.unlink(missing_ok=True)
-            raise
-        summary = summarize(self.rows)
-        if self.output_dir is not None:
-            columns = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
-            for name, table, cols in (("per_volume", self.rows, columns), ("summary", summary, SUMMARY_COLUMNS)):
-                write_table(table, cols, self.output_dir / f"{name}.csv")
-                write_table(table, cols, self.output_dir / f"{name}.md")
-        self.skipped.raise_if_any()
-        return self.rows, summary
+        items = tqdm(items, desc=progress, unit="volume")
+    rows: list[dict] = []
+    for item in items:
+        with skipped.guard(item.get("name", item["volume"])):
+            rows += score(item)
+    return rows, skipped
 
 
 def evaluate(
@@ -158,8 +123,13 @@ def evaluate(
     figures: bool = True,
     progress: bool = True,
 ) -> tuple[list[dict], list[dict]]:
-    """Run the protocol on one split of each datalist (:py:class:`ProtocolEvaluator`); write tables (and figures) to
-    ``out_dir`` when given.
+    """Run the protocol on one split of each datalist: each volume's odd slices reconstructed from its even ones by
+    every predictor and scored (:py:func:`evaluate_volume`).
+
+    With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice, a reformat
+    and a per-slice PSNR profile against ``cubic`` (:py:func:`~misr_monai.figures.slice_profile_figure`) PNG per
+    volume; if the run stops on an error other than a bad volume, or an interruption, the figures it wrote are
+    removed.
 
     Returns:
         ``(per_volume_rows, summary_rows)``.
@@ -167,7 +137,49 @@ def evaluate(
     Raises:
         InputError: a missing datalist or split, or volumes that failed (each said in its line; the rest evaluated).
     """
-    return ProtocolEvaluator(protocol_dataset(datalists, split, dataset_dir), predictors, out_dir, figures, progress).run()
+    out = None if out_dir is None else Path(out_dir)
+    written: list[Path] = []
+
+    def score(item: dict) -> list[dict]:
+        truth, img, axis = read_protocol_volume(item)
+        scores, reconstructions = evaluate_volume(truth, axis, predictors)
+        rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
+                for m, s in scores.items()]
+        if figures and out is not None:
+            written.extend(_volume_figures(item["volume"], truth, img, axis, reconstructions, rows, out))
+        return rows
+
+    try:
+        rows, skipped = run_protocol(protocol_volumes(datalists, split, dataset_dir), score,
+                                     progress="evaluate" if progress else None)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    summary = summarize(rows)
+    if out is not None:
+        for name, table, columns in (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summary, SUMMARY_COLUMNS)):
+            write_table(table, columns, out / f"{name}.csv")
+            write_table(table, columns, out / f"{name}.md")
+    skipped.raise_if_any()
+    return rows, summary
+
+
+def _volume_figures(volume: str, truth: np.ndarray, img, axis: int, reconstructions: dict[str, np.ndarray],
+                    rows: list[dict], out: Path) -> list[Path]:
+    """A volume's slice and reformat comparisons, and its per-slice PSNR profile against ``cubic``."""
+    from misr_monai.figures import comparison_figure, slice_profile_figure
+
+    written = []
+    crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
+    stem = volume.replace("/", "_").split(".nii")[0]
+    for plane in ("slice", "reformat"):
+        written.append(out / f"{stem}_{plane}.png")
+        comparison_figure(crop, reconstructions, axis, img.affine, written[-1], volume, plane)
+    if "cubic" in reconstructions and len(reconstructions) > 1:
+        written.append(out / f"{stem}_profile.png")
+        slice_profile_figure(rows, "cubic", written[-1], f"{volume}: per-slice PSNR against cubic")
+    return written
 
 
 def summarize(rows: list[dict]) -> list[dict]:

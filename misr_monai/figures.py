@@ -9,12 +9,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
-
-from monai.metrics import SSIMMetric
 
 from misr_monai.io import atomic_write
-from misr_monai.metrics import SSIM_WINDOW
+from misr_monai.metrics import image_psnr_ssim
 from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 
 __all__ = [
@@ -115,14 +112,6 @@ def reformat_axis(affine, axis: int) -> int:
     return min(others, key=lambda a: world[a])
 
 
-def _psnr_ssim(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    mse = max(float(np.mean((pred - truth) ** 2)), 1e-10)
-    if min(truth.shape) < SSIM_WINDOW:
-        return 10 * np.log10(1 / mse), float("nan")
-    ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(torch.tensor(pred)[None, None], torch.tensor(truth)[None, None])
-    return 10 * np.log10(1 / mse), float(ssim)
-
-
 def _zoom_box(image: np.ndarray) -> tuple[slice, slice]:
     """A box a third of the image's size, centred where the in-plane gradient of ``image`` is strongest on average."""
     from scipy.ndimage import uniform_filter
@@ -187,7 +176,7 @@ def comparison_figure(
     errors = {k: np.abs(images[k] - images["truth"]) for k in names}
     emax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1.0
     for col, name in enumerate(names, start=1):
-        psnr, ssim = _psnr_ssim(images["truth"], images[name])
+        psnr, ssim = image_psnr_ssim(images["truth"], images[name])
         axes[0, col].imshow(images[name], cmap="gray", vmin=0, vmax=1, aspect=aspect)
         axes[0, col].set_title(f"{name}\nPSNR {psnr:.2f} dB, SSIM {ssim:.4f}", fontsize=9)
         err_im = axes[1, col].imshow(errors[name], cmap="magma", vmin=0, vmax=emax, aspect=aspect)

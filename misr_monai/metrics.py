@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.ndimage import binary_dilation, convolve
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 
 from monai.metrics import SSIMMetric
 
@@ -14,7 +14,7 @@ from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_f
 
 __all__ = ["METRICS", "SLICE_METRICS", "VOLUME_METRICS", "CALIBRATION_METRICS", "SSIM_WINDOW", "slice_metrics",
            "through_plane_ratio", "sharpness_ratio", "score_reconstruction", "score_calibration", "pool_calibration",
-           "calibrated_std", "fit_std_calibration"]
+           "calibrated_std", "fit_std_calibration", "calibrated_coverage", "error_std_correlations", "image_psnr_ssim"]
 
 SLICE_METRICS = ("psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio")
 VOLUME_METRICS = ("psnr_vol", "psnr_core", "tp_ratio", "sharpness")
@@ -81,6 +81,16 @@ def slice_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
         "sse_fg": sse_fg,
         "fg_voxels": fg_count,
     }
+
+
+def image_psnr_ssim(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM of one 2D image against the truth, both on [0, 1] (a figure's panel title): the protocol's
+    formulas, SSIM NaN where the 11x11 window does not fit."""
+    psnr = float(_psnr(np.mean((pred - truth) ** 2)))
+    if min(truth.shape) < SSIM_WINDOW:
+        return psnr, float("nan")
+    ssim = SSIMMetric(spatial_dims=2, data_range=1.0)(torch.tensor(pred)[None, None], torch.tensor(truth)[None, None])
+    return psnr, float(ssim)
 
 
 def through_plane_ratio(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -266,3 +276,15 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
+
+
+def error_std_correlations(err: np.ndarray, std: np.ndarray) -> dict:
+    """How a sampler's std tracks its absolute error over the same voxels: their Pearson and Spearman correlations,
+    the voxel count, the mean error and the mean std."""
+    return {
+        "voxels": int(err.size),
+        "pearson_r": float(pearsonr(err, std).statistic),
+        "spearman_r": float(spearmanr(err, std).statistic),
+        "mae": float(err.mean()),
+        "mean_std": float(std.mean()),
+    }

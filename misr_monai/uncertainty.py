@@ -7,13 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
 
-from misr_monai.datalist import load_split
-from misr_monai.evaluation import dataset_of, write_table
-from misr_monai.volume import check_slice_axis
-from misr_monai.io import load_volume
-from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, find_slice_axis, percentile_scale_factor
+from misr_monai.evaluation import protocol_volumes, read_protocol_volume, run_protocol, write_table
+from misr_monai.metrics import error_std_correlations
+from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
 __all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study", "fit_calibration", "write_calibration"]
 
@@ -42,12 +39,10 @@ def uncertainty_study(
     """
     from misr_monai.figures import display_plane, uncertainty_figure
 
-    rows, pooled_err, pooled_std = [], [], []
-    for default, entry in [(Path(dl).stem, e) for dl in datalists for e in load_split(dl, split)]:
-        path = Path(dataset_dir) / entry["image"]
-        truth, img = load_volume(path)
-        axis = entry.get("axis", find_slice_axis(img.affine))
-        check_slice_axis(path, truth.shape, axis)
+    pooled_err, pooled_std = [], []
+
+    def score(item: dict) -> list[dict]:
+        truth, img, axis = read_protocol_volume(item)
         scale = percentile_scale_factor(truth)
         moved = np.moveaxis(truth, axis, 0).astype(np.float32)
         m = moved.shape[0] // 2  # even slices available
@@ -61,30 +56,23 @@ def uncertainty_study(
         e, s = err[fg].astype(np.float64), std01[fg].astype(np.float64)
         pooled_err.append(e)
         pooled_std.append(s)
-        row = {"dataset": dataset_of(entry, default), "volume": entry["image"], "samples": predictor.sampler.num_samples,
-               "slices": len(odd), **_correlations(e, s)}
-        rows.append(row)
+        row = {"dataset": item["dataset"], "volume": item["volume"], "samples": predictor.sampler.num_samples,
+               "slices": len(odd), **error_std_correlations(e, s)}
         best = int(np.argmax(fg.sum(axis=(1, 2))))
-        stem = entry["image"].replace("/", "_").split(".nii")[0]
+        stem = item["volume"].replace("/", "_").split(".nii")[0]
         panels = [display_plane(np.expand_dims(x[best], axis), img.affine, axis, 0)[0] for x in (truth01, mean01, std01)]
         uncertainty_figure(*panels, Path(out_dir) / f"{stem}_uncertainty.png",
-                           f"{entry['image']}: slice {start + 2 * best + 1} (axis {axis}), r = {row['pearson_r']:.2f}")
+                           f"{item['volume']}: slice {start + 2 * best + 1} (axis {axis}), r = {row['pearson_r']:.2f}")
+        return [row]
+
+    rows, skipped = run_protocol(protocol_volumes(datalists, split, dataset_dir), score)
     rows.append({"dataset": "all", "volume": "all", "samples": rows[0]["samples"] if rows else 0,
                  "slices": sum(r["slices"] for r in rows),
-                 **_correlations(np.concatenate(pooled_err), np.concatenate(pooled_std))})
+                 **error_std_correlations(np.concatenate(pooled_err), np.concatenate(pooled_std))})
     for suffix in (".csv", ".md"):
         write_table(rows, UNCERTAINTY_COLUMNS, Path(out_dir) / f"uncertainty{suffix}")
+    skipped.raise_if_any()
     return rows
-
-
-def _correlations(err: np.ndarray, std: np.ndarray) -> dict:
-    return {
-        "voxels": int(err.size),
-        "pearson_r": float(pearsonr(err, std).statistic),
-        "spearman_r": float(spearmanr(err, std).statistic),
-        "mae": float(err.mean()),
-        "mean_std": float(std.mean()),
-    }
 
 
 def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, dataset_dir: str | os.PathLike,
