@@ -1,5 +1,5 @@
 """The metadata is in setup.cfg. This hook puts the shipped bundles (``bundles/``) into the wheel as package data,
-``misr_monai/shipped_bundles``, where :py:mod:`misr_monai.bundles` finds them through ``importlib.resources`` when the
+``misr_monai/shipped_bundles``, where :py:mod:`misr_monai.predictors.registry` finds them through ``importlib.resources`` when the
 package is installed without its checkout."""
 
 import shutil

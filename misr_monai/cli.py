@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from misr_monai.benchmarks import add_arguments as add_benchmark_arguments
-from misr_monai.bundles import BUNDLES, DEFAULT_MODEL
+from misr_monai.apps.benchmarks import add_arguments as add_benchmark_arguments
+from misr_monai.predictors.registry import BUNDLES, DEFAULT_MODEL
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ def _make_folder(path) -> Path:
 
 
 def _upsample(args) -> None:
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError, check_output_path
     from misr_monai.volume import check_upsample, describe, upsample
 
@@ -86,7 +86,7 @@ def _upsample(args) -> None:
 
 
 def _preview(info: dict, figure, name: str) -> None:
-    from misr_monai.figures import upsample_figure
+    from misr_monai.apps.figures import upsample_figure
 
     (original, affine), (upsampled, out_affine) = info["original"], info["upsampled"]
     upsample_figure(original, upsampled, info["axis"], (affine, out_affine), figure, name)
@@ -97,8 +97,8 @@ def _demo(args) -> None:
     """The demo volume decimated x2 (its odd slices dropped), reconstructed by the model and by cubic, beside the truth."""
     import numpy as np
 
-    from misr_monai.bundles import load_predictor
-    from misr_monai.figures import demo_figure
+    from misr_monai.predictors.registry import load_predictor
+    from misr_monai.apps.figures import demo_figure
     from misr_monai.interpolation import cubic_interpolate
     from misr_monai.io import load_volume, save_volume
     from misr_monai.transforms.utils import find_slice_axis
@@ -129,9 +129,9 @@ def _demo(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from misr_monai.evaluation import evaluate
+    from misr_monai.apps.evaluation import evaluate
     from misr_monai.interpolation import BASELINES
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError
 
     methods = [m for m in args.methods.split(",") if m]
@@ -153,7 +153,7 @@ def _evaluate(args) -> None:
 def _compare(args) -> None:
     import shlex
 
-    from misr_monai.comparison import compare, load_experiment
+    from misr_monai.apps.comparison import compare, load_experiment
 
     experiment = load_experiment(args.config, args.overrides)
     out = _make_folder(args.out)
@@ -173,15 +173,16 @@ def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> dict:
 
 
 def _uncertainty(args) -> None:
-    from misr_monai.bundles import load_predictor
+    from misr_monai.apps.uncertainty import uncertainty_study
     from misr_monai.io import InputError
-    from misr_monai.uncertainty import uncertainty_study
+    from misr_monai.predictors.base import is_sampling
+    from misr_monai.predictors.registry import load_predictor
 
     if args.samples < 2:
         raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
     predictor = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
                                args.precision)
-    if not hasattr(predictor, "predict_with_std"):
+    if not is_sampling(predictor):
         raise InputError(f"{args.model}: not a sampling model; uncertainty needs one (fast_ddpm).")
     out = _make_folder(args.out)
     uncertainty_study(args.datalist, args.split, predictor, args.dataset_dir, out, args.slab)
@@ -190,15 +191,16 @@ def _uncertainty(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from misr_monai.bundles import bundle_folder, load_predictor
+    from misr_monai.apps.uncertainty import fit_calibration
     from misr_monai.io import InputError
-    from misr_monai.uncertainty import fit_calibration, write_calibration
+    from misr_monai.predictors.base import is_sampling
+    from misr_monai.predictors.registry import bundle_folder, load_predictor, write_calibration
 
     if args.samples < 2:
         raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
     predictor = load_predictor(args.model, _device(args.device), args.batch_size, False, args.samples, args.seed,
                                args.precision)
-    if not hasattr(predictor, "predict_with_std"):
+    if not is_sampling(predictor):
         raise InputError(f"{args.model}: not a sampling model; calibration needs one (fast_ddpm).")
     fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model, args.fit)
     print(f"{args.model} at K={args.samples} on the {args.split} split ({fit['volumes']} volumes, {fit['voxels']} "
@@ -224,13 +226,13 @@ def _datalist(args) -> None:
 
 
 def _benchmark(args) -> None:
-    from misr_monai.benchmarks import run_from_args
+    from misr_monai.apps.benchmarks import run_from_args
 
     run_from_args(args)
 
 
 def _curve(args) -> None:
-    from misr_monai.figures import scalar_curve_figure
+    from misr_monai.apps.figures import scalar_curve_figure
 
     curves = scalar_curve_figure(args.log_dir, args.tags.split(","), args.out, by_run=args.by_run)
     for tag, (steps, values) in curves.items():

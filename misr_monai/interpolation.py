@@ -9,19 +9,17 @@ here in torch, on the stack's device and in its floating dtype (float32 for floa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-__all__ = ["SlicePredictor", "linear_interpolate", "cubic_interpolate", "natural_spline_midpoints", "BASELINES",
+if TYPE_CHECKING:
+    from misr_monai.predictors.base import SlicePredictor
+
+__all__ = ["linear_interpolate", "cubic_interpolate", "natural_spline_midpoints", "BASELINES",
            "leave_parity_out_spline"]
-
-SlicePredictor = Callable[[np.ndarray], np.ndarray]
-"""Maps the ``m`` original slices of a volume, stacked on axis 0 as ``(m, H, W)``, to the ``m - 1`` slices between
-them, in the volume's own intensity units."""
-
 
 def linear_interpolate(slices: np.ndarray) -> np.ndarray:
     """The ``linear`` baseline: the mean of each pair of neighbouring slices (axis 0)."""

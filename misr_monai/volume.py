@@ -3,7 +3,7 @@
 
 A *slice predictor* (:py:data:`~misr_monai.interpolation.SlicePredictor`) maps the ``m`` original slices of a volume,
 stacked on axis 0 as ``(m, H, W)`` floats in the volume's own intensity units, to the ``m - 1`` slices between them: the
-baselines of :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.NetworkPredictor`
+baselines of :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.network.NetworkPredictor`
 turns a network into one.
 
 :py:func:`upsample` is the one call for a volume on disk: it picks the reader and writer of its source (a NIfTI file, a
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.interpolation import SlicePredictor
+from misr_monai.predictors.base import SlicePredictor, is_sampling
 from misr_monai.io import (NIFTI_SUFFIXES, InputError, SkippedInputs, check_not_input, check_output_path, load_volume,
                            print_line, save_volume)
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
@@ -262,7 +262,7 @@ def _loaded(predict, std: bool = False) -> SlicePredictor:
     except (TypeError, ValueError):  # a callable without a signature: a predictor
         required = [None]
     predict = predict if required else predict()
-    if std and not hasattr(predict, "predict_with_std"):
+    if std and not is_sampling(predict):
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
     return predict
 

@@ -10,7 +10,7 @@ import torch
 
 from misr_monai.io import InputError
 
-__all__ = ["read_weights", "load_network", "load_pretrained"]
+__all__ = ["read_weights", "load_network", "load_pretrained", "warm_start_refiner"]
 
 def read_weights(checkpoint: str | os.PathLike) -> dict:
     """A state dict read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a file that
@@ -60,3 +60,31 @@ def load_pretrained(network: torch.nn.Module, checkpoint: str | os.PathLike | No
     if not checkpoint:
         return network
     return _load_state(network, read_weights(checkpoint), checkpoint, load)
+
+
+def warm_start_refiner(network: torch.nn.Module, state_dict: dict) -> torch.nn.Module:
+    """Load a refiner's weights into ``network``, also those of a refiner over a 2-slice base into one over a context
+    base.
+
+    A refiner over a 2-slice base takes 4 channels (the noisy value, slices i-1 and i+1, the base's prediction); one
+    over a context base with K neighbours a side takes 2K + 3 (the noisy value, the 2K neighbours, the spline, the
+    base's prediction). The first convolution's kernels of the four images go to where those images now are, the
+    outer neighbours and the spline start at zero, so the refiner starts as it was trained. Any other state dict is
+    loaded strictly.
+
+    Args:
+        network: a ``DiffusionModelUNet``, changed in place.
+        state_dict: its weights, or those of a refiner over a 2-slice base.
+
+    Returns:
+        ``network``.
+    """
+    key = "conv_in.conv.weight"
+    old, own = state_dict.get(key), network.state_dict().get(key)
+    if old is not None and own is not None and old.shape[1] == 4 and own.shape[1] > 4 and own.shape[1] % 2:
+        k = (own.shape[1] - 3) // 2
+        kernel = torch.zeros_like(own)
+        kernel[:, [0, k, k + 1, own.shape[1] - 1]] = old
+        state_dict = {**state_dict, key: kernel}
+    network.load_state_dict(state_dict)
+    return network

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import misr_monai.precision as precision_module
-import misr_monai.predictors as predictors
-from misr_monai.benchmarks import run_benchmarks
-from misr_monai.costs import count_macs
+import misr_monai.predictors.network as predictors
+from misr_monai.apps.benchmarks import run_benchmarks
+from misr_monai.apps.costs import count_macs
 from misr_monai.cli import main
 from misr_monai.precision import resolve_precision
-from misr_monai.predictors import NetworkPredictor
+from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.io import InputError
 from misr_monai.networks.nets import ResidualInterpolationNet
 from misr_monai.transforms.utils import percentile_scale_factor
@@ -128,7 +128,7 @@ def test_data_wait_handler_measures_the_share_spent_fetching():
 
 
 def test_auto_precision_follows_the_bundles_measured_change(monkeypatch):
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
 
     monkeypatch.setattr(precision_module, "native_bf16", lambda device="cpu": True)
     assert load_predictor("residual_cnn", precision="auto").precision == "bf16"  # measured -0.0024 dB

@@ -15,7 +15,7 @@ from ignite.engine import Events
 
 
 from misr_monai.cli import main
-from misr_monai.diffusion import FAST_DDPM_TIMESTEPS
+from misr_monai.networks.schedulers import FAST_DDPM_TIMESTEPS
 from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, tiny_fast_ddpm_bundle, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_fast_ddpm"
@@ -149,7 +149,7 @@ def test_uncertainty_study_writes_correlations_and_figures(random_bundle, synthe
 def test_untrained_refiner_over_the_context_base_returns_context_cnn(tmp_path):
     """The bundle's sampler over its shipped base, with a refiner whose output convolution is zero (as
     DiffusionModelUNet initialises it), upsamples a volume exactly as the ``context_cnn`` bundle does."""
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
 
     bundle = tiny_fast_ddpm_bundle(tmp_path / "bundle")
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)

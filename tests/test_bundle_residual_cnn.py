@@ -137,7 +137,7 @@ def test_ckpt_export_torchscript(random_bundle, tmp_path):
     torch.testing.assert_close(scripted(x), net.eval()(x))
 
 def test_bundle_without_weights_is_a_one_line_error(random_bundle):
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError
 
     (random_bundle / "models" / "model.pt").unlink()

@@ -180,7 +180,7 @@ def test_inference_config_matches_misr_upsample(random_bundle, tmp_path):
 
 
 def test_srgan_short_name_loads_the_shipped_generator():
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
 
     if not (BUNDLE / "models" / "model.pt").is_file():
         pytest.skip("no shipped SRGAN weights")

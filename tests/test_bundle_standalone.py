@@ -12,7 +12,7 @@ import nibabel as nib
 import pytest
 from monai.bundle import ConfigWorkflow
 
-from misr_monai.bundles import DEFAULT_MODEL
+from misr_monai.predictors.registry import DEFAULT_MODEL
 
 from tests.conftest import BUNDLES, SCHEMA, smooth_volume, write_nifti
 
@@ -37,7 +37,8 @@ def _workflow(bundle: Path, configs: list[str], kind: str, run_id: str, **overri
 
 @pytest.mark.parametrize("copied", BUNDLES, indirect=True, ids=lambda p: p.name)
 def test_bundle_on_its_own(copied, synthetic):
-    """Inference from the bundle's folder with its defaults (input/ -> eval/), the Zoo checks, MONAI's properties."""
+    """Inference from the bundle's folder with its defaults (input/ -> eval/), the Zoo checks, MONAI's training
+    properties."""
     run = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
                           "--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"],
                          cwd=copied, capture_output=True, text=True, timeout=600)
@@ -51,11 +52,8 @@ def test_bundle_on_its_own(copied, synthetic):
     assert checks == ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript",
                       "large_files.yml", "pre-commit"]
 
-    # inference and evaluation are plain calls (misr_monai.volume.upsample, misr_monai.evaluation.evaluate), not an
-    # Ignite engine with an inferer: of MONAI's required properties only those three are absent
-    for configs, kind, run_id in ((["inference.json"], "infer", "inference"),
-                                  (["inference.json", "evaluate.json"], "eval", "evaluate")):
-        assert sorted(_workflow(copied, configs, kind, run_id).check_properties()) == ["dataset", "evaluator", "inferer"]
+    # inference and evaluation are plain calls (misr_monai.volume.upsample, misr_monai.apps.evaluation.evaluate), not an
+    # Ignite engine with an inferer: only the training workflow declares MONAI's properties
     train = _workflow(copied, ["train.json"], "train", "training", dataset_dir=str(synthetic / "data"),
                       datalist_file=str(synthetic / "datalist.json"), cache_rate=0.0, output_dir=str(copied / "runs"))
     assert train.check_properties() == []
@@ -77,7 +75,7 @@ def test_wheel_installed_elsewhere_carries_the_shipped_bundles(tmp_path):
     elsewhere.mkdir()
     write_nifti(elsewhere / "scan.nii.gz", smooth_volume((24, 20, 9)))
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    where = subprocess.run([sys.executable, "-c", "import misr_monai.bundles as b; print(b.__file__); print(b.bundles_dir())"],
+    where = subprocess.run([sys.executable, "-c", "import misr_monai.predictors.registry as b; print(b.__file__); print(b.bundles_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     module, bundles = where.stdout.split()
     assert Path(module).is_relative_to(tmp_path / "site") and Path(bundles) == tmp_path / "site" / "misr_monai" / "shipped_bundles"

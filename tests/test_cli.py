@@ -114,8 +114,8 @@ def test_4d_single_volume_and_axis_option(tmp_path, capsys):
 
 
 def test_demo_decimates_reconstructs_and_draws(tmp_path, capsys):
-    from misr_monai.bundles import DEFAULT_MODEL, load_predictor
-    from misr_monai.predictors import NetworkPredictor
+    from misr_monai.predictors.registry import DEFAULT_MODEL, load_predictor
+    from misr_monai.predictors.network import NetworkPredictor
 
     assert isinstance(load_predictor(DEFAULT_MODEL), NetworkPredictor)  # the shipped, pretrained bundle
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
@@ -135,7 +135,7 @@ def test_demo_decimates_reconstructs_and_draws(tmp_path, capsys):
 def test_default_model_is_the_comparison_best():
     """DEFAULT_MODEL is the model with the largest pooled PSNR gain over cubic in the committed comparison (a
     self-ensemble, ``NAME:se``, is an option of a model, not a model)."""
-    from misr_monai.bundles import DEFAULT_MODEL, SELF_ENSEMBLE
+    from misr_monai.predictors.registry import DEFAULT_MODEL, SELF_ENSEMBLE
 
     with open(ROOT / "docs" / "comparison" / "paired.csv") as f:
         gains = {r["method"]: float(r["mean_diff"]) for r in csv.DictReader(f)

@@ -10,11 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import misr_monai.comparison as comparison
-import misr_monai.figures as figures
+import misr_monai.apps.comparison as comparison
+import misr_monai.apps.figures as figures
 from misr_monai.cli import main
-from misr_monai.comparison import load_experiment, paired_statistics
-from misr_monai.figures import display_plane
+from misr_monai.apps.comparison import load_experiment, paired_statistics
+from misr_monai.apps.figures import display_plane
 from tests.conftest import tiny_fast_ddpm_bundle
 
 METRIC_COLUMNS = ("slices", "psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio", "tp_ratio")
@@ -90,7 +90,7 @@ def test_a_sampling_model_gets_one_row_per_k_and_calibration_at_k_above_1(experi
 def test_a_recalibrated_sampler_is_rescored_and_drawn_before_and_after(experiment, tmp_path, monkeypatch):
     """Writing a bundle's std_calibration rescores the cached rows' drawn voxels with it, without sampling again,
     and the calibration figure draws it."""
-    from misr_monai.uncertainty import write_calibration
+    from misr_monai.predictors.registry import write_calibration
 
     config, bundle = experiment
     copy = tmp_path / "bundle"

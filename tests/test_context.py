@@ -13,7 +13,7 @@ import torch
 from monai.data import MetaTensor
 
 from misr_monai.cli import main
-from misr_monai.predictors import NetworkPredictor
+from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.networks.nets import ResidualInterpolationNet
 from misr_monai.transforms import RandSliceTriplet, SliceTriplets
 from misr_monai.transforms.utils import neighbour_offsets, reflect_index

@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from misr_monai.diffusion import (
-    FAST_DDPM_TIMESTEPS,
-    FastDDIMScheduler,
-    FastDDPMPrepareBatch,
-    FastDDPMSampler,
-    SamplingPredictor,
-    SliceTarget,
-)
+from misr_monai.engines.diffusion import FastDDPMPrepareBatch
+from misr_monai.inferers import FastDDPMSampler, SliceTarget
+from misr_monai.networks.schedulers import FAST_DDPM_TIMESTEPS, FastDDIMScheduler
+from misr_monai.predictors.sampling import SamplingPredictor
 
 
 def _scheduler(timesteps=FAST_DDPM_TIMESTEPS, prediction="epsilon"):
@@ -124,7 +120,7 @@ def test_warm_start_puts_a_two_slice_refiners_kernels_where_its_images_now_are()
     i+2, spline, base) gives the same output whatever the new channels hold."""
     from monai.networks.nets import DiffusionModelUNet
 
-    from misr_monai.diffusion import warm_start_refiner
+    from misr_monai.weights import warm_start_refiner
 
     def unet(channels):
         return DiffusionModelUNet(spatial_dims=2, in_channels=channels, out_channels=1, channels=(8, 16, 16, 16),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from misr_monai.interpolation import cubic_interpolate, linear_interpolate
-from misr_monai.predictors import NetworkPredictor
+from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.volume import upsample, upsample_array
 from tests.conftest import smooth_volume, write_nifti
 

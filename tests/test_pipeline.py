@@ -84,7 +84,7 @@ def test_a_context_network_warm_started_from_the_four_slice_cnn_refines_the_spli
 
 
 def test_training_benchmark_reports_data_step_and_end_to_end(synthetic, capsys):
-    from misr_monai.benchmarks import run_training_benchmark
+    from misr_monai.apps.benchmarks import run_training_benchmark
 
     result = run_training_benchmark(str(CONTEXT_BUNDLE), str(synthetic / "data"), "cpu", batches=4, steps=2, iterations=3,
                                     overrides={"datalist_file": str(synthetic / "datalist.json"), "batch_size": 4,
@@ -98,7 +98,7 @@ def test_training_benchmark_reports_data_step_and_end_to_end(synthetic, capsys):
 
 
 def test_the_self_ensemble_is_equivariant_to_flips_rotations_and_slice_order():
-    from misr_monai.predictors import NetworkPredictor
+    from misr_monai.predictors.network import NetworkPredictor
     from misr_monai.volume import upsample_array
 
     torch.manual_seed(0)

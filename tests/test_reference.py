@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from misr_monai.evaluation import evaluate_volume
+from misr_monai.apps.evaluation import evaluate_volume
 from misr_monai.interpolation import BASELINES
 from misr_monai.io import load_volume
 from misr_monai.transforms import find_slice_axis

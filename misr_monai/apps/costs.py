@@ -19,8 +19,10 @@ def count_macs(predictor, size: int = 64) -> tuple[int, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    module = getattr(predictor, "unet", None) or getattr(predictor, "network", None)
-    if not isinstance(module, torch.nn.Module):
+    from misr_monai.predictors.network import NetworkPredictor
+
+    module = predictor.trained_module if isinstance(predictor, NetworkPredictor) else None
+    if module is None:
         return 0, 0.0
     slices = np.random.default_rng(0).uniform(0, 1000, (2, size, size)).astype(np.float32)
     with FlopCounterMode(display=False) as counter:

@@ -1,6 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 """``misr compare``: one experiment file (``configs/comparison.yaml``) into tables, paired statistics, figures and a
-report, on the evaluation protocol of :py:mod:`misr_monai.evaluation` (no metric is implemented twice).
+report, on the evaluation protocol of :py:mod:`misr_monai.apps.evaluation` (no metric is implemented twice).
 
 Per-volume results are cached in the results folder (``cache/DATASET/VOLUME/METHOD.json``, with the settings that
 produced them), so a killed run continues where it stopped and a finished one re-renders its report in seconds.
@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.costs import count_macs
-from misr_monai.evaluation import (PER_VOLUME_COLUMNS, SUMMARY_COLUMNS, evaluate_volume, protocol_volumes,
+from misr_monai.apps.costs import count_macs
+from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, SUMMARY_COLUMNS, evaluate_volume, protocol_volumes,
                                    read_protocol_volume, run_protocol, summarize, write_table)
-from misr_monai.bundles import bundle_folder, load_predictor, split_samples
+from misr_monai.predictors.base import is_sampling
+from misr_monai.predictors.registry import bundle_folder, load_predictor, read_calibration, split_samples
 from misr_monai.interpolation import BASELINES
 from misr_monai.io import InputError, atomic_write, file_sha256, load_volume
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
-from misr_monai.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
+from misr_monai.apps.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
 from misr_monai.transforms.utils import percentile_scale_factor
-from misr_monai.uncertainty import read_calibration
 
 __all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
@@ -204,7 +204,7 @@ def paired_statistics(rows: list[dict], methods: list[str], metrics, reference: 
 def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Methods, cache: Path, out: Path) -> list[Path]:
     """The comparison figures of the experiment's ``figures`` volumes, the sampling models' mean / std / error panel,
     the per-volume gain plots and every volume's per-slice PSNR profile against the reference (``profiles/``)."""
-    from misr_monai.figures import (
+    from misr_monai.apps.figures import (
         busiest_slice,
         calibration_figure,
         comparison_figure,
@@ -231,7 +231,7 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
             comparison_figure(crop, recon, axis, img.affine, written[-1], volume, plane, where, spec.get(f"{plane}_zoom"))
         samples = experiment.get("uncertainty_samples", 0)
         for m in dict.fromkeys(split_samples(m)[0] for m in methods):  # one panel per sampling model
-            if samples < 2 or m in BASELINES or not hasattr(models[m], "predict_with_std"):
+            if samples < 2 or m in BASELINES or not is_sampling(models[m]):
                 continue
             panel = folder / f"{_file_name(m)}_samples{samples}_slice{index}.npz"
             if not panel.is_file():

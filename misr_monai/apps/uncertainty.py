@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.evaluation import protocol_volumes, read_protocol_volume, run_protocol, write_table
+from misr_monai.apps.evaluation import protocol_volumes, read_protocol_volume, run_protocol
+from misr_monai.apps.tables import write_table
 from misr_monai.metrics import error_std_correlations
 from misr_monai.transforms.utils import FOREGROUND_THRESHOLD, percentile_scale_factor
 
-__all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study", "fit_calibration", "write_calibration"]
+__all__ = ["UNCERTAINTY_COLUMNS", "uncertainty_study", "fit_calibration"]
 
 UNCERTAINTY_COLUMNS = ("dataset", "volume", "samples", "slices", "voxels", "pearson_r", "spearman_r", "mae", "mean_std")
 
@@ -37,7 +38,7 @@ def uncertainty_study(
     Returns:
         the table's rows.
     """
-    from misr_monai.figures import display_plane, uncertainty_figure
+    from misr_monai.apps.figures import display_plane, uncertainty_figure
 
     pooled_err, pooled_std = [], []
 
@@ -56,7 +57,7 @@ def uncertainty_study(
         e, s = err[fg].astype(np.float64), std01[fg].astype(np.float64)
         pooled_err.append(e)
         pooled_std.append(s)
-        row = {"dataset": item["dataset"], "volume": item["volume"], "samples": predictor.sampler.num_samples,
+        row = {"dataset": item["dataset"], "volume": item["volume"], "samples": predictor.num_samples,
                "slices": len(odd), **error_std_correlations(e, s)}
         best = int(np.argmax(fg.sum(axis=(1, 2))))
         stem = item["volume"].replace("/", "_").split(".nii")[0]
@@ -86,7 +87,7 @@ def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, d
         (``coverage_2std``) and calibrated (``coverage_2std_cal``), and the K mean's ``psnr`` and ``psnr_core``
         averaged over the volumes.
     """
-    from misr_monai.evaluation import evaluate
+    from misr_monai.apps.evaluation import evaluate
     from misr_monai.metrics import calibrated_coverage, fit_std_calibration
 
     rows, _ = evaluate(datalists, split, {name: predictor}, dataset_dir, None, figures=False)
@@ -98,27 +99,3 @@ def fit_calibration(datalists: list[str | os.PathLike], split: str, predictor, d
             "coverage_2std": float(np.mean(error <= 2 * std)),
             "coverage_2std_cal": calibrated_coverage(error, std, (a, b)),
             "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_core": float(np.mean([r["psnr_core"] for r in rows]))}
-
-
-def read_calibration(bundle: str | os.PathLike | None) -> tuple[float, float] | None:
-    """The ``std_calibration`` ``(a, b)`` a bundle's ``configs/inference.json`` holds, None where it holds none."""
-    import json
-
-    path = None if bundle is None else Path(bundle) / "configs" / "inference.json"
-    values = json.loads(path.read_text()).get("std_calibration") if path is not None and path.is_file() else None
-    return None if values is None else (float(values[0]), float(values[1]))
-
-
-def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:
-    """Store ``std_calibration: [a, b]`` in the bundle's ``configs/inference.json`` (atomically); return its path."""
-    import json
-
-    from misr_monai.io import InputError, atomic_write
-
-    path = Path(bundle) / "configs" / "inference.json"
-    config = json.loads(path.read_text())
-    if "std_calibration" not in config:
-        raise InputError(f"{path}: no std_calibration option; the bundle's sampler cannot be recalibrated.")
-    config["std_calibration"] = [round(a, 6), round(b, 6)]
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=4) + "\n"))
-    return path

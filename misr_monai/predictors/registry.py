@@ -5,6 +5,7 @@ Importing it is light (no torch), so that ``misr --help`` can list the names."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor"]
+__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor",
+           "read_calibration", "write_calibration"]
 
 BUNDLES = {
     "residual_cnn": "mri_slice_interpolation_residual_cnn",
@@ -30,7 +32,7 @@ test volumes (``docs/comparison/paired.md``: PSNR against cubic, pooled), kept i
 _SAMPLES = re.compile(r"(?P<name>.+):k(?P<samples>[1-9][0-9]*)")
 SELF_ENSEMBLE = ":se"
 """The suffix of a network model's name that asks for its self-ensemble (``context_cnn:se``: the mean over 16 flips,
-rotations and slice orders, :py:class:`~misr_monai.predictors.NetworkPredictor`)."""
+rotations and slice orders, :py:class:`~misr_monai.predictors.network.NetworkPredictor`)."""
 
 
 def split_samples(method: str) -> tuple[str, int | None]:
@@ -51,7 +53,7 @@ def bundles_dir() -> Path:
 
     from misr_monai.io import InputError
 
-    checkout = Path(__file__).resolve().parents[1] / "bundles"
+    checkout = Path(__file__).resolve().parents[2] / "bundles"
     installed = Path(str(files("misr_monai") / "shipped_bundles"))
     for folder in (checkout, installed):
         if (folder / BUNDLES[DEFAULT_MODEL] / "configs" / "inference.json").is_file():
@@ -127,3 +129,27 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
         raise cause from None
     predictor.progress = progress
     return predictor
+
+
+def read_calibration(bundle: str | os.PathLike | None) -> tuple[float, float] | None:
+    """The ``std_calibration`` ``(a, b)`` a bundle's ``configs/inference.json`` holds, None where it holds none."""
+    import json
+
+    path = None if bundle is None else Path(bundle) / "configs" / "inference.json"
+    values = json.loads(path.read_text()).get("std_calibration") if path is not None and path.is_file() else None
+    return None if values is None else (float(values[0]), float(values[1]))
+
+
+def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:
+    """Store ``std_calibration: [a, b]`` in the bundle's ``configs/inference.json`` (atomically); return its path."""
+    import json
+
+    from misr_monai.io import InputError, atomic_write
+
+    path = Path(bundle) / "configs" / "inference.json"
+    config = json.loads(path.read_text())
+    if "std_calibration" not in config:
+        raise InputError(f"{path}: no std_calibration option; the bundle's sampler cannot be recalibrated.")
+    config["std_calibration"] = [round(a, 6), round(b, 6)]
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=4) + "\n"))
+    return path

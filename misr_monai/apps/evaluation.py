@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from collections.abc import Callable
@@ -14,15 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.datalist import load_split
-from misr_monai.interpolation import SlicePredictor
-from misr_monai.io import SkippedInputs, atomic_write, load_volume
+from misr_monai.predictors.base import SlicePredictor, samples_of
+from misr_monai.apps.tables import write_table
+from misr_monai.io import SkippedInputs, load_volume
 from misr_monai.volume import check_slice_axis, upsample_array
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "evaluate_volume", "sampled", "dataset_of", "protocol_volumes",
-           "read_protocol_volume", "run_protocol", "evaluate", "summarize", "format_value", "markdown_table",
-           "write_table"]
+__all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "evaluate_volume", "dataset_of", "protocol_volumes",
+           "read_protocol_volume", "run_protocol", "evaluate", "summarize"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
@@ -42,7 +40,7 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     for name, predict in predictors.items():
         start = time.perf_counter()
         std = None
-        if sampled(predict):
+        if samples_of(predict) > 1:
             reconstructions[name], std = upsample_array(even, axis, predict, std=True)
         else:
             reconstructions[name] = upsample_array(even, axis, predict)
@@ -52,11 +50,6 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
             scores[name].update(score_calibration(truth, reconstructions[name], std, axis,
                                                   calibration=predict.std_calibration))
     return scores, reconstructions
-
-
-def sampled(predictor: SlicePredictor) -> bool:
-    """Whether ``predictor`` is a sampling model that draws more than one sample per slice."""
-    return hasattr(predictor, "predict_with_std") and predictor.sampler.num_samples > 1
 
 
 def dataset_of(entry: dict, default: str) -> str:
@@ -127,7 +120,7 @@ def evaluate(
     every predictor and scored (:py:func:`evaluate_volume`).
 
     With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice, a reformat
-    and a per-slice PSNR profile against ``cubic`` (:py:func:`~misr_monai.figures.slice_profile_figure`) PNG per
+    and a per-slice PSNR profile against ``cubic`` (:py:func:`~misr_monai.apps.figures.slice_profile_figure`) PNG per
     volume; if the run stops on an error other than a bad volume, or an interruption, the figures it wrote are
     removed.
 
@@ -168,7 +161,7 @@ def evaluate(
 def _volume_figures(volume: str, truth: np.ndarray, img, axis: int, reconstructions: dict[str, np.ndarray],
                     rows: list[dict], out: Path) -> list[Path]:
     """A volume's slice and reformat comparisons, and its per-slice PSNR profile against ``cubic``."""
-    from misr_monai.figures import comparison_figure, slice_profile_figure
+    from misr_monai.apps.figures import comparison_figure, slice_profile_figure
 
     written = []
     crop = np.take(truth, np.arange(next(iter(reconstructions.values())).shape[axis]), axis=axis)
@@ -201,30 +194,3 @@ def summarize(rows: list[dict]) -> list[dict]:
         linear = [s["psnr"] for s in summary if s["dataset"] == item["dataset"] and s["method"] == "linear"]
         item["gain_db"] = item["psnr"] - linear[0] if linear else float("nan")
     return summary
-
-
-def format_value(value) -> str:
-    """A table cell: floats rounded to 2 decimals from 10 up, 4 below, scientific under 0.01."""
-    if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
-    return str(value)
-
-
-def markdown_table(header: list[str], lines: list[list[str]]) -> str:
-    """A markdown table of already formatted cells."""
-    text = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(text + ["| " + " | ".join(line) + " |" for line in lines]) + "\n"
-
-
-def write_table(rows: list[dict], columns, path: str | os.PathLike) -> None:
-    """Write rows as CSV (full precision) or a markdown table (rounded), chosen by the file's suffix, atomically."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-    else:
-        text = markdown_table(list(columns), [[format_value(r.get(c, "")) for c in columns] for r in rows])
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

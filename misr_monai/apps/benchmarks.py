@@ -1,6 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 """Speed and memory of each method on a synthetic volume, and the speed of a bundle's training (``--training``):
-``misr benchmark`` or ``python -m misr_monai.benchmarks``.
+``misr benchmark`` or ``python -m misr_monai.apps.benchmarks``.
 
 Absolute times on a shared machine drift by 30% or more from one minute to the next, so each method's achieved
 multiply-adds per second is reported as a ratio to a ceiling measured in the same run: a large matrix multiply in
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from misr_monai.costs import count_macs, matmul_ceiling
+from misr_monai.apps.costs import count_macs, matmul_ceiling
 
 __all__ = ["synthetic_volume", "run_benchmarks", "run_training_benchmark", "add_arguments", "run_from_args", "main"]
 
@@ -40,7 +40,7 @@ def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
 def _measure(method: str, shape, device: str, batch_size: int, precision: str, queue) -> None:
     import torch
 
-    from misr_monai.bundles import load_predictor
+    from misr_monai.predictors.registry import load_predictor
     from misr_monai.volume import upsample_array
 
     volume = synthetic_volume(shape)
@@ -105,7 +105,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of ``misr benchmark`` and ``python -m misr_monai.benchmarks``."""
+    """The options of ``misr benchmark`` and ``python -m misr_monai.apps.benchmarks``."""
     parser.add_argument("--methods", default="linear,cubic", help="comma-separated methods (default: linear,cubic)")
     parser.add_argument("--shape", type=int, nargs=3, default=(256, 256, 128), help="volume shape (default: 256 256 128)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -150,10 +150,10 @@ def run_from_args(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m misr_monai.benchmarks``: the same command as ``misr benchmark``; returns the exit code."""
+    """``python -m misr_monai.apps.benchmarks``: the same command as ``misr benchmark``; returns the exit code."""
     from misr_monai.io import InputError
 
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m misr_monai.benchmarks", description=__doc__.splitlines()[0]))
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m misr_monai.apps.benchmarks", description=__doc__.splitlines()[0]))
     try:
         run_from_args(parser.parse_args(argv))
     except InputError as err:
@@ -172,7 +172,7 @@ def _training_parser(bundle: str, overrides: dict):
 
     from monai.bundle import ConfigParser
 
-    from misr_monai.bundles import bundle_folder
+    from misr_monai.predictors.registry import bundle_folder
     from misr_monai.io import InputError
 
     folder = bundle_folder(bundle)

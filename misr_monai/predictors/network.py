@@ -91,6 +91,11 @@ class NetworkPredictor:
         self.context = context or max(1, getattr(network, "in_channels", 2) // 2)
         self.self_ensemble = self_ensemble
 
+    @property
+    def trained_module(self) -> torch.nn.Module | None:
+        """The module whose weights the model trains (its parameters are the model's size); None for a callable."""
+        return self.network if isinstance(self.network, torch.nn.Module) else None
+
     def _forward(self, pairs: torch.Tensor) -> torch.Tensor:
         """The network on a batch of gaps, or the mean of its 16 self-ensemble predictions."""
         if not self.self_ensemble:

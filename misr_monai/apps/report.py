@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.engines import versions
-from misr_monai.evaluation import format_value, markdown_table
+from misr_monai.apps.tables import format_value, markdown_table
 from misr_monai.interpolation import BASELINES
 from misr_monai.io import atomic_write
 
@@ -125,7 +125,7 @@ def write_report(experiment, methods, metrics, summary, rows, paired, figures, o
 
 Command: `{command or 'misr compare'}`
 
-- Protocol: `../shared/EVALUATION.md` through `misr_monai.evaluation` (odd slices reconstructed from the even ones,
+- Protocol: `../shared/EVALUATION.md` through `misr_monai.apps.evaluation` (odd slices reconstructed from the even ones,
   intensities scaled by each volume's 99.5th percentile, metrics on the reconstructed slices).
 - Methods: {', '.join(methods)}; seed {experiment.get('seed', 0)}, sampling models' samples per slice
   {experiment.get('samples', 1)}, precision {experiment.get('precision', 'fp32')}{''.join(f' ({m}: {p})' for m, p in experiment.get('precisions', {}).items())}, device {experiment.get('device', 'cpu')}.
