@@ -5,7 +5,8 @@
 the schema the metadata names (from a local copy when given), ``verify_net_in_out``, and the TorchScript check:
 ``ckpt_export`` of ``models/model.pt`` loads and gives the same output as the shipped ``models/model.ts``, whose
 embedded metadata equals ``configs/metadata.json``. ``export_bundle`` regenerates ``models/model.ts`` and
-``large_files.yml`` after the weights or the metadata change.
+``large_files.yml`` after the weights or the metadata change, and the bundle's configs that
+``configs/bundle_configs.yaml`` derives from another bundle's (:py:func:`derived_configs`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import torch
 from misr_monai.weights import load_network
 from misr_monai.io import InputError, atomic_write, file_sha256
 
-__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "verify_bundle", "check_formatting", "export_bundle", "large_files_yaml",
-           "requirements"]
+__all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "CONFIG_SOURCE", "verify_bundle", "check_formatting", "export_bundle",
+           "large_files_yaml", "requirements", "derived_configs"]
 
 ZOO_FILE_LIMIT = 25 * 2**20
 """The Zoo's limit on one file; larger files are listed in ``large_files.yml`` and downloaded."""
@@ -33,6 +34,9 @@ PRE_COMMIT_LIMIT = 2**20
 """The Zoo's pre-commit ``check-added-large-files --maxkb=1024``: a submission leaves bigger files to ``large_files.yml``."""
 
 TEXT_SUFFIXES = (".json", ".md", ".yml", ".yaml", ".conf", ".txt")
+
+CONFIG_SOURCE = Path("configs") / "bundle_configs.yaml"
+"""Beside ``bundles/`` in the checkout: which bundle config files are derived from another bundle's, and how."""
 
 OUTPUT_FOLDERS = ("runs", "eval", "input")
 """What the bundles' configs write or read by default (training runs, results, inputs): not part of the bundle."""
@@ -115,16 +119,59 @@ def requirements(bundle: str | os.PathLike) -> list[str]:
     return [f"{name}=={version}" for name, version in pinned.items() if version]
 
 
+def derived_configs(root: str | os.PathLike) -> dict[Path, str]:
+    """The text of every derived bundle config file of the checkout ``root``, by path (see :py:data:`CONFIG_SOURCE`).
+
+    Each is the same file of the bundle it derives from (itself derived or written by hand) with the listed values
+    set through MONAI's config merging (``monai.bundle.utils.merge_kv``: ``a#b`` ids, ``+`` keys), as JSON indented by
+    4; a file that is not JSON is copied and takes no values.
+
+    Raises:
+        InputError: no such source in ``root``.
+    """
+    import yaml
+    from monai.bundle import ConfigParser
+    from monai.bundle.utils import merge_kv
+
+    root = Path(root)
+    if not (root / CONFIG_SOURCE).is_file():
+        raise InputError(f"{root / CONFIG_SOURCE}: not found; derived configs are made in the misr_monai checkout.")
+    texts: dict[Path, str] = {}
+    for folder, spec in yaml.safe_load((root / CONFIG_SOURCE).read_text()).items():
+        for name, values in spec["files"].items():
+            base = root / "bundles" / spec["from"] / "configs" / name
+            text = texts.get(base) or base.read_text()
+            if name.endswith(".json"):
+                parser = ConfigParser(config=json.loads(text))
+                for key, value in (values or {}).items():
+                    merge_kv(parser, key, value)
+                text = json.dumps(parser.get(), indent=4) + "\n"
+            elif values:
+                raise InputError(f"{root / CONFIG_SOURCE}: {folder}/{name} is not JSON and takes no values.")
+            texts[root / "bundles" / folder / "configs" / name] = text
+    return texts
+
+
 def export_bundle(bundle: str | os.PathLike) -> list[Path]:
-    """Regenerate ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
+    """Regenerate the bundle's derived configs (:py:func:`derived_configs`, when it is a bundle of this checkout),
+    then ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
 
     Returns:
         the files written.
     """
     from monai.bundle import ckpt_export
 
+    from misr_monai.predictors.registry import bundles_dir
+
     bundle = Path(bundle)
-    files, written = _files(bundle), []
+    written = []
+    root = bundles_dir().parent
+    if (root / CONFIG_SOURCE).is_file():
+        for path, text in derived_configs(root).items():
+            if path.parent.parent.resolve() == bundle.resolve():
+                written.append(bundle / "configs" / path.name)
+                atomic_write(written[-1], lambda tmp, text=text: Path(tmp).write_text(text))
+    files = _files(bundle)
     if _network_name(bundle) not in NO_TORCHSCRIPT:
         def export(tmp):
             ckpt_export(net_id="network_def", filepath=tmp, ckpt_file=str(bundle / "models" / "model.pt"),

@@ -3,7 +3,7 @@
 # brain-only against mixed-domain training, 64 against 96 channels. The four runs train side by side, one thread each
 # (so they share the machine equally), from scratch, on the bundle's training split; the 96-channel run gets half the
 # iterations (2.2x the multiply-adds per iteration). Then the validation split through the protocol.
-# Usage, from the repository root: configs/ablation_context_cnn.sh [WORK_DIR]   (about 40 min on 2 CPU cores)
+# Usage, from the repository root: scripts/ablation_context_cnn.sh [WORK_DIR]   (about 40 min on 2 CPU cores)
 set -euo pipefail
 WORK=${1:-runs/ablation_context_cnn}
 DATA=$(realpath ../shared/data/mri)

@@ -4,7 +4,7 @@
 # neighbours' mean as release 0.3, the residual over the frozen residual CNN) and what the network predicts (v or x0).
 # No EMA here: at a few hundred iterations an EMA of 0.999 is still mostly its initial weights; the shipped run
 # measures EMA against none on the same weights. The score is each run's own validation, the K = 4 mean's PSNR.
-# Usage, from the repository root: configs/ablation_fast_ddpm.sh [WORK_DIR] [ITERATIONS]   (about 20 min a run)
+# Usage, from the repository root: scripts/ablation_fast_ddpm.sh [WORK_DIR] [ITERATIONS]   (about 20 min a run)
 set -euo pipefail
 WORK=${1:-runs/ablation_fast_ddpm}
 ITERATIONS=${2:-800}

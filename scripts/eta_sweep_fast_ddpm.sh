@@ -2,7 +2,7 @@
 # DDIM eta against sample sharpness, the K = 8 mean and the raw coverage (the Fast-DDPM bundle's docs): two copies of
 # the bundle with eta 0.5 and 1.0 beside the shipped one (eta 0), scored by misr compare at K = 1 and K = 8 on two
 # validation volumes (one prostate, one 1 mm brain; about 35 min on one CPU thread).
-# Usage, from the repository root: configs/eta_sweep_fast_ddpm.sh [WORK_DIR]
+# Usage, from the repository root: scripts/eta_sweep_fast_ddpm.sh [WORK_DIR]
 set -euo pipefail
 WORK=$(realpath -m "${1:-runs/eta_sweep}")
 BUNDLE=bundles/mri_slice_interpolation_fast_ddpm

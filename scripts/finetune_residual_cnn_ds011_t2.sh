@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fine-tuning experiment of the residual CNN bundle's docs: ds011 inplaneT2 (5 mm brain T2, unseen by the shipped
 # weights), 600 iterations from the shipped weights and from scratch, then the test split through the protocol.
-# Usage, from the repository root: configs/finetune_residual_cnn_ds011_t2.sh [WORK_DIR]   (6 min on 2 CPU cores; 15 min beside a test run)
+# Usage, from the repository root: scripts/finetune_residual_cnn_ds011_t2.sh [WORK_DIR]   (6 min on 2 CPU cores; 15 min beside a test run)
 set -euo pipefail
 WORK=${1:-runs/finetune_ds011_t2}
 DATA=$(realpath ../shared/data/mri)

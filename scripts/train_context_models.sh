@@ -7,7 +7,7 @@
 # The three share the GPU for the same wall-clock minutes (equal minutes, so the warm/cold comparison is fair). Each
 # run's length (epochs of 500 iterations, cosine schedule over them) is set from a measured speed so that it ends
 # within MINUTES; a TimeLimit stops it there in any case. Usage:
-#   configs/train_context_models.sh OUT_DIR DATASET_DIR MINUTES [BATCH]
+#   scripts/train_context_models.sh OUT_DIR DATASET_DIR MINUTES [BATCH]
 # DATALIST=file replaces the bundles' datalists (for example, to leave out volumes that are not at DATASET_DIR).
 set -euo pipefail
 out=$1 data=$2 minutes=$3 batch=${4:-16}

@@ -61,7 +61,7 @@ AFFINES = [
 
 
 @pytest.mark.parametrize("affine,axis", AFFINES)
-def test_upsample_file_geometry(tmp_path, affine, axis):
+def test_upsample_nifti_geometry(tmp_path, affine, axis):
     vol = smooth_volume((12, 10, 8), dtype=np.int16)
     src = write_nifti(tmp_path / "in.nii.gz", vol, affine, qform_code=1, sform_code=2)
     before = src.read_bytes()

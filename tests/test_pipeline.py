@@ -3,7 +3,6 @@ is the patch's own flip or rotation, warm starts, and the training benchmark."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch

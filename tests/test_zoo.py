@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from misr_monai.io import InputError
-from misr_monai.zoo import export_bundle, verify_bundle
+from misr_monai.zoo import derived_configs, export_bundle, verify_bundle
 from tests.conftest import BUNDLES, ROOT, SCHEMA
 
 CHECKS = ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript", "large_files.yml",
@@ -87,3 +87,12 @@ def test_an_offline_schema_download_or_a_missing_copy_is_one_line(copy, monkeypa
         verify_bundle(copy)
     with pytest.raises(InputError, match="no such schema file"):
         verify_bundle(copy, copy / "no_schema.json")
+
+
+def test_derived_bundle_configs_are_what_their_source_gives():
+    """configs/bundle_configs.yaml is the one source of the bundles' repeated configs: every derived file as committed
+    is what it gives (after a change to a base or a delta, `misr zoo export` rewrites them)."""
+    derived = derived_configs(ROOT)
+    assert len(derived) == 18
+    for path, text in derived.items():
+        assert path.read_text() == text, f"{path}: not what configs/bundle_configs.yaml gives; run misr zoo export"

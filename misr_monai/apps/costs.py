@@ -16,7 +16,6 @@ def count_macs(predictor, size: int = 64) -> tuple[int, float]:
     ``torch.utils.flop_counter.FlopCounterMode`` counts every convolution, matrix multiply and attention while the
     predictor reconstructs one ``size`` x ``size`` slice, so a sampling model's every network pass and sample counts.
     """
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from misr_monai.predictors.network import NetworkPredictor
