@@ -56,13 +56,13 @@ def _upsample(args) -> None:
     from misr_monai.io import InputError, check_output_path
     from misr_monai.volume import check_upsample, describe, upsample
 
+    device = _device(args.device)
     kind = check_upsample(args.input, args.output, args.axis, args.factor, args.overwrite, args.samples > 1,
                           args.output_format)
     if args.figure:
         if kind == "folder":
             raise InputError("--figure draws one volume; it is not available for a folder of volumes.")
         check_output_path(args.figure, overwrite=True, suffixes=(".png",))
-    device = _device(args.device)
 
     def load():  # called by upsample once the input is read and checked
         predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,

@@ -9,14 +9,11 @@ here in torch, on the stack's device and in its floating dtype (float32 for floa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from misr_monai.predictors.base import SlicePredictor
 
 __all__ = ["linear_interpolate", "cubic_interpolate", "natural_spline_midpoints", "BASELINES",
            "leave_parity_out_spline"]
@@ -80,7 +77,8 @@ def cubic_interpolate(slices):
     return result.numpy().astype(np.asarray(slices).dtype, copy=False)
 
 
-BASELINES: dict[str, SlicePredictor] = {"linear": linear_interpolate, "cubic": cubic_interpolate}
+BASELINES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"linear": linear_interpolate, "cubic": cubic_interpolate}
+"""The protocol's baselines by name: slice predictors (:py:class:`~misr_monai.predictors.base.SlicePredictor`)."""
 
 
 def leave_parity_out_spline(stack):

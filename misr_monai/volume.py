@@ -154,8 +154,6 @@ def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, ax
         InputError: the first problem, in one line.
     """
     source, destination = Path(source), Path(destination)
-    kind = source_kind(source)
-    check_not_input(destination, source)
     check_factor(factor)
     if axis is not None and axis not in (0, 1, 2):
         raise InputError(f"--axis must be 0, 1 or 2, got {axis}.")
@@ -163,6 +161,9 @@ def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, ax
         raise InputError(f"--output-format must be dicom or nifti, got {output_format!r}.")
     if std and factor != 2:
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
+    outputs = _nifti_outputs(destination, std)
+    kind = source_kind(source)
+    check_not_input(destination, source)
     if kind == "dicom" and output_format == "dicom":
         if destination.name.endswith(NIFTI_SUFFIXES):
             raise InputError(f"{destination}: a DICOM series is written to a folder; give a folder name, or "
@@ -180,10 +181,14 @@ def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, ax
             raise InputError(f"{destination}: the output folder must differ from the input folder (inputs are never "
                              "modified).")
     else:
-        check_output_path(destination, overwrite, NIFTI_SUFFIXES)
-        if std:
-            check_output_path(std_path(destination), overwrite, NIFTI_SUFFIXES)
+        for path in outputs:
+            check_output_path(path, overwrite, NIFTI_SUFFIXES)
     return kind
+
+
+def _nifti_outputs(destination: Path, std: bool) -> tuple[Path, ...]:
+    """The NIfTI files an upsampling to ``destination`` writes: it, and with ``std`` its std map."""
+    return (destination, std_path(destination)) if std else (destination,)
 
 
 def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict: SlicePredictor,
@@ -297,11 +302,11 @@ def _upsample_to_nifti(data: np.ndarray, img, source: Path, destination: Path, p
     """Upsample voxels read from ``source`` (``img``: the nibabel image whose header and affine describe them) and
     write NIfTI (and the std map beside it)."""
     summary = _upsampled(data, img.affine, source, predict, axis, factor, std)
-    affine = summary["upsampled"][1]
+    result, affine = summary["upsampled"]
     if std:
-        save_volume(std_path(destination), summary.pop("std"), affine, img, overwrite)
         summary["std_output"] = str(std_path(destination))
-    save_volume(destination, summary["upsampled"][0], affine, img, overwrite)
+        save_volume(summary["std_output"], summary.pop("std"), affine, img, overwrite)
+    save_volume(destination, result, affine, img, overwrite)
     return {"output": str(destination), **summary}
 
 
@@ -316,9 +321,8 @@ def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredict
     for path in files:
         with skipped.guard(path.name):
             output = destination / path.name
-            check_output_path(output, overwrite, NIFTI_SUFFIXES)
-            if std:
-                check_output_path(std_path(output), overwrite, NIFTI_SUFFIXES)
+            for written in _nifti_outputs(output, std):
+                check_output_path(written, overwrite, NIFTI_SUFFIXES)
             data, img = load_volume(path)
             summary = _upsample_to_nifti(data, img, path, output, predict, axis, factor, overwrite, std)
             summaries.append({k: v for k, v in summary.items() if k not in ("original", "upsampled")})
