@@ -172,18 +172,29 @@ def _overrides(extra: list[str], parser: argparse.ArgumentParser) -> dict:
     return {k[2:]: yaml.safe_load(v) for k, v in zip(extra[::2], extra[1::2])}
 
 
-def _uncertainty(args) -> None:
-    from misr_monai.apps.uncertainty import uncertainty_study
+def _sampling_predictor(args, progress: bool, purpose: str):
+    """The sampling model of ``--model`` with ``--samples`` K >= 2 samples per slice, for ``purpose``.
+
+    Raises:
+        InputError: K below 2, or not a sampling model.
+    """
     from misr_monai.io import InputError
     from misr_monai.predictors.base import is_sampling
     from misr_monai.predictors.registry import load_predictor
 
     if args.samples < 2:
         raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
-    predictor = load_predictor(args.model, _device(args.device), args.batch_size, True, args.samples, args.seed,
+    predictor = load_predictor(args.model, _device(args.device), args.batch_size, progress, args.samples, args.seed,
                                args.precision)
     if not is_sampling(predictor):
-        raise InputError(f"{args.model}: not a sampling model; uncertainty needs one (fast_ddpm).")
+        raise InputError(f"{args.model}: not a sampling model; {purpose} needs one (fast_ddpm).")
+    return predictor
+
+
+def _uncertainty(args) -> None:
+    from misr_monai.apps.uncertainty import uncertainty_study
+
+    predictor = _sampling_predictor(args, True, "uncertainty")
     out = _make_folder(args.out)
     uncertainty_study(args.datalist, args.split, predictor, args.dataset_dir, out, args.slab)
     print((out / "uncertainty.md").read_text(), end="")
@@ -192,16 +203,9 @@ def _uncertainty(args) -> None:
 
 def _calibrate(args) -> None:
     from misr_monai.apps.uncertainty import fit_calibration
-    from misr_monai.io import InputError
-    from misr_monai.predictors.base import is_sampling
-    from misr_monai.predictors.registry import bundle_folder, load_predictor, write_calibration
+    from misr_monai.predictors.registry import bundle_folder, write_calibration
 
-    if args.samples < 2:
-        raise InputError(f"--samples must be at least 2 for a standard deviation, got {args.samples}.")
-    predictor = load_predictor(args.model, _device(args.device), args.batch_size, False, args.samples, args.seed,
-                               args.precision)
-    if not is_sampling(predictor):
-        raise InputError(f"{args.model}: not a sampling model; calibration needs one (fast_ddpm).")
+    predictor = _sampling_predictor(args, False, "calibration")
     fit = fit_calibration(args.datalist, args.split, predictor, args.dataset_dir, args.model, args.fit)
     print(f"{args.model} at K={args.samples} on the {args.split} split ({fit['volumes']} volumes, {fit['voxels']} "
           f"drawn foreground voxels, {args.fit} fit): std_calibration a={fit['a']:.6f} b={fit['b']:.4f}; within 2 std: "
@@ -272,29 +276,35 @@ default {DEFAULT_MODEL}, the best of the comparison (README)."""
 _MODEL_HELP = f"linear, cubic, a shipped bundle ({', '.join(BUNDLES)}) or a bundle folder (default: {DEFAULT_MODEL})"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="misr", description=_DESCRIPTION, epilog=_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _model_options(p: argparse.ArgumentParser, precision: str = "fp32", std_map: bool = False, samples: int = 1) -> None:
+    """The options of a command that runs a model: device, batch, samples, seed, precision, self-ensemble."""
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="slice pairs per forward pass at most; a pass also takes at most 65,536 pixels on a CPU "
+                        "(one 256x256 slice) and 4 of 512x512 on a GPU, so results and memory do not depend on "
+                        "it (default: 8)")
+    p.add_argument("--samples", type=_positive_int, default=samples,
+                   help="fast_ddpm: samples per slice, the output is their mean"
+                        + ("; with K > 1 their per-voxel standard deviation is written to OUT_std.nii.gz"
+                           if std_map else "") + f" (default: {samples})")
+    p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
+    p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
+                   "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
+                   f"(default: {precision})")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="network models: the mean of 16 predictions under in-plane flips, 90-degree rotations and "
+                        "the reversed slice order (16x the time; a model name ending in :se does the same)")
 
-    def model_options(p, precision="fp32", std_map=False, samples=1):
-        p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-        p.add_argument("--batch-size", type=int, default=8,
-                       help="slice pairs per forward pass at most; a pass also takes at most 65,536 pixels on a CPU "
-                            "(one 256x256 slice) and 4 of 512x512 on a GPU, so results and memory do not depend on "
-                            "it (default: 8)")
-        p.add_argument("--samples", type=_positive_int, default=samples,
-                       help="fast_ddpm: samples per slice, the output is their mean"
-                            + ("; with K > 1 their per-voxel standard deviation is written to OUT_std.nii.gz"
-                               if std_map else "") + f" (default: {samples})")
-        p.add_argument("--seed", type=int, default=None, help="fast_ddpm: noise seed (default: the bundle's, 0)")
-        p.add_argument("--precision", default=precision, help="fp32, bf16 (autocast; needs native bfloat16) or auto "
-                       "(bf16 where the device has it and the model's measured PSNR change is below 0.01 dB) "
-                       f"(default: {precision})")
-        p.add_argument("--self-ensemble", action="store_true",
-                       help="network models: the mean of 16 predictions under in-plane flips, 90-degree rotations and "
-                            "the reversed slice order (16x the time; a model name ending in :se does the same)")
 
+def _datalist_options(p: argparse.ArgumentParser, split: str) -> None:
+    """The volumes of a protocol run: datalists, their split, and the folder their paths are relative to."""
+    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
+    p.add_argument("--split", default=split, help=f"datalist split (default: {split})")
+    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
+
+
+def _add_model_commands(sub) -> None:
+    """upsample, demo, evaluate, uncertainty, calibrate: the commands that run a model."""
     p = sub.add_parser("upsample", help="x2 (or x4, x8) through-plane upsampling of a NIfTI volume, a folder of them, "
                                         "or a DICOM series")
     p.add_argument("input", help="3D NIfTI volume (.nii or .nii.gz), a folder of them, or a folder of one DICOM "
@@ -308,54 +318,51 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
     p.add_argument("--output-format", choices=("dicom", "nifti"), default="dicom",
                    help="for a DICOM series input: a new DICOM series (a folder) or a NIfTI file (default: dicom)")
-    model_options(p, precision="auto", std_map=True)
+    _model_options(p, precision="auto", std_map=True)
     p.set_defaults(func=_upsample)
 
     p = sub.add_parser("demo", help="the embedded demo volume decimated x2, reconstructed by the model and by cubic, "
                                     "and a figure")
     p.add_argument("--out", default="demo_output", help="folder for the NIfTI files and the PNG (default: demo_output)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
-    model_options(p, precision="auto")
+    _model_options(p, precision="auto")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("evaluate", help="the evaluation protocol on a datalist split: tables and figures")
-    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
-    p.add_argument("--split", default="test", help="datalist split (default: test)")
+    _datalist_options(p, "test")
     p.add_argument("--methods", default="linear,cubic", help="comma-separated; linear and cubic are always included")
-    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
     p.add_argument("--out", required=True, help="folder for per_volume/summary .csv/.md and PNG figures")
     p.add_argument("--no-figures", action="store_true", help="tables only")
-    model_options(p)
+    _model_options(p)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser("uncertainty", help="error against the std of K samples of a sampling model (fast_ddpm)")
+    _datalist_options(p, "test")
+    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
+    p.add_argument("--slab", type=int, default=8, help="reconstructed slices per volume, at its middle (default: 8)")
+    p.add_argument("--out", required=True, help="folder for uncertainty.{csv,md} and PNG figures")
+    _model_options(p, samples=8)
+    p.set_defaults(func=_uncertainty)
+
+    p = sub.add_parser("calibrate", help="fit a sampling model's std recalibration (a, b) on a validation split; "
+                                         "--write stores it in the bundle's inference.json")
+    _datalist_options(p, "validation")
+    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
+    p.add_argument("--write", action="store_true", help="store the fit as std_calibration in configs/inference.json")
+    p.add_argument("--fit", choices=("conformal", "gaussian"), default="conformal",
+                   help="conformal: a = 0 and mean +- 2 calibrated std the split-conformal 90%% interval; gaussian: "
+                        "(a, b) by Gaussian likelihood (default: conformal)")
+    _model_options(p, samples=8)
+    p.set_defaults(func=_calibrate)
+
+
+def _add_tool_commands(sub) -> None:
+    """compare, datalist, curve, zoo, benchmark."""
     p = sub.add_parser("compare", help="one experiment config (configs/comparison.yaml) -> tables, statistics, "
                                        "figures and report.md; resumable")
     p.add_argument("config", help="YAML/JSON experiment; any key can be overridden with --key value (nested: a#b)")
     p.add_argument("--out", required=True, help="results folder (per-volume results are cached in OUT/cache)")
     p.set_defaults(func=_compare)
-
-    p = sub.add_parser("uncertainty", help="error against the std of K samples of a sampling model (fast_ddpm)")
-    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
-    p.add_argument("--split", default="test", help="datalist split (default: test)")
-    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
-    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
-    p.add_argument("--slab", type=int, default=8, help="reconstructed slices per volume, at its middle (default: 8)")
-    p.add_argument("--out", required=True, help="folder for uncertainty.{csv,md} and PNG figures")
-    model_options(p, samples=8)
-    p.set_defaults(func=_uncertainty)
-
-    p = sub.add_parser("calibrate", help="fit a sampling model's std recalibration (a, b) on a validation split; "
-                                         "--write stores it in the bundle's inference.json")
-    p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
-    p.add_argument("--split", default="validation", help="datalist split (default: validation)")
-    p.add_argument("--model", default="fast_ddpm", help="a sampling model: short name or bundle folder")
-    p.add_argument("--dataset-dir", required=True, help="folder the datalist paths are relative to")
-    p.add_argument("--write", action="store_true", help="store the fit as std_calibration in configs/inference.json")
-    p.add_argument("--fit", choices=("conformal", "gaussian"), default="conformal",
-                   help="conformal: a = 0 and mean +- 2 calibrated std the split-conformal 90%% interval; gaussian: "
-                        "(a, b) by Gaussian likelihood (default: conformal)")
-    model_options(p, samples=8)
-    p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("datalist", help="a seeded, patient-wise datalist for a folder of NIfTI files")
     p.add_argument("dir", help="dataset folder; datalist paths are relative to it")
@@ -387,6 +394,14 @@ def _parser() -> argparse.ArgumentParser:
                                          "of each method on a synthetic volume")
     add_benchmark_arguments(p)
     p.set_defaults(func=_benchmark)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misr", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_model_commands(sub)
+    _add_tool_commands(sub)
     return parser
 
 
