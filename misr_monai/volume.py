@@ -218,9 +218,9 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
         axis: the slice axis, or None to detect it from the affine. Defaults to None.
         factor: a power of two. Defaults to 2.
         overwrite: replace an existing output. Defaults to False.
-        std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` has
-            ``predict_with_std``) as float32 NIfTI on the output's grid, at :py:func:`std_path`; NIfTI output and
-            ``factor`` 2 only. Defaults to False.
+        std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` a
+            :py:class:`~misr_monai.predictors.base.SamplingSlicePredictor`) as float32 NIfTI on the output's grid, at
+            :py:func:`std_path`; NIfTI output and ``factor`` 2 only. Defaults to False.
         output_format: for a DICOM series: ``"dicom"`` or ``"nifti"``. Defaults to ``"dicom"``.
         model: the model's name, in a derived DICOM series' description. Defaults to ``""``.
 
