@@ -54,11 +54,10 @@ def _make_folder(path) -> Path:
 def _upsample(args) -> None:
     from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError, check_output_path
-    from misr_monai.volume import check_upsample, describe, upsample
+    from misr_monai.volume import describe, source_kind, upsample
 
     device = _device(args.device)
-    kind = check_upsample(args.input, args.output, args.axis, args.factor, args.overwrite, args.samples > 1,
-                          args.output_format)
+    kind = source_kind(Path(args.input))  # upsample checks every argument, before it loads the model
     if args.figure:
         if kind == "folder":
             raise InputError("--figure draws one volume; it is not available for a folder of volumes.")

@@ -162,10 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _training_parser(bundle: str, overrides: dict):
     """The bundle's ``configs/train.json`` parsed with ``overrides`` (a short name or a bundle folder)."""
     from pathlib import Path
@@ -257,3 +253,7 @@ def run_training_benchmark(bundle: str, dataset_dir: str, device: str = "cpu", b
     return {"data_patches_per_s": data_rate, "step_seconds": step_seconds, "step_macs": macs,
             f"step_ratio_{kind}": ratio, "iterations_per_s": rate, "patches_per_s": rate * batch_size,
             "data_wait_share": share}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,8 @@ import numpy as np
 
 from misr_monai.apps.costs import count_macs
 from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, SUMMARY_COLUMNS, evaluate_volume, protocol_volumes,
-                                   read_protocol_volume, run_protocol, summarize, write_table)
+                                        read_protocol_volume, run_protocol, summarize)
+from misr_monai.apps.tables import write_table
 from misr_monai.predictors.base import is_sampling
 from misr_monai.predictors.registry import bundle_folder, load_predictor, read_calibration, split_samples
 from misr_monai.interpolation import BASELINES
@@ -64,6 +65,7 @@ class _Methods:
         self.experiment = experiment
         self.loaded: dict = {}
         self.known: dict = {}
+        self.calibrations: dict = {}
 
     def settings(self, method: str) -> dict:
         if method not in self.known:  # each bundle's weights are hashed once per run
@@ -78,8 +80,11 @@ class _Methods:
 
     def calibration(self, method: str) -> tuple[float, float] | None:
         """The sampling model's ``std_calibration`` (its bundle's ``inference.json``); not in :py:meth:`settings`, as
-        a row's stored voxel draw is rescored with it (:py:func:`_volume_rows`) rather than sampled again."""
-        return read_calibration(bundle_folder(method))
+        a row's stored voxel draw is rescored with it (:py:func:`_volume_rows`) rather than sampled again. Read once
+        per run."""
+        if method not in self.calibrations:
+            self.calibrations[method] = read_calibration(bundle_folder(method))
+        return self.calibrations[method]
 
     def precision(self, method: str) -> str:
         """The experiment's ``precision``, or the one its ``precisions`` mapping gives this method's bundle."""
@@ -110,15 +115,17 @@ def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, 
     folder = cache / item["dataset"] / _stem(item["volume"])
     settings = {m: models.settings(m) for m in methods}
 
-    def cached(m):
+    def cached(m) -> dict | None:
         path = folder / f"{_file_name(m)}.json"
         if not path.is_file():
-            return False
+            return None
         row = json.loads(path.read_text())  # a result of an older protocol (fewer metrics) is recomputed
-        return (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
-                and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
+        fresh = (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
+                 and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
+        return row if fresh else None
 
-    missing = [m for m in methods if not cached(m)]
+    rows = {m: cached(m) for m in methods}
+    missing = [m for m, row in rows.items() if row is None]
     if missing:
         truth, _, axis = read_protocol_volume(item)
         folder.mkdir(parents=True, exist_ok=True)
@@ -129,12 +136,12 @@ def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, 
             row = {"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **scores[m],
                    "settings": settings[m]}
             atomic_write(folder / f"{_file_name(m)}.json", lambda tmp: Path(tmp).write_text(json.dumps(row)))
-    rows = [json.loads((folder / f"{_file_name(m)}.json").read_text()) for m in methods]
-    for row, m in zip(rows, methods):  # scored with the bundle's calibration of today, on the stored draw
+            rows[m] = row
+    for m, row in rows.items():  # scored with the bundle's calibration of today, on the stored draw
         if "calibration_error" in row:
             row["coverage_2std_cal"] = calibrated_coverage(row["calibration_error"], row["calibration_std"],
                                                            models.calibration(m))
-    return rows
+    return list(rows.values())
 
 
 def _summary(rows: list[dict], costs: dict) -> list[dict]:
