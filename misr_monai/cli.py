@@ -72,7 +72,7 @@ def _upsample(args) -> None:
         return predict
 
     summaries = upsample(args.input, args.output, load, args.axis, args.factor, args.overwrite, args.samples > 1,
-                         args.output_format, args.model)
+                         args.output_format, args.model, args.spacing, args.slice_thickness)
     if kind == "folder":
         print(f"{args.output}: {len(summaries)} volumes ({args.model})")
         return
@@ -93,7 +93,7 @@ def _preview(info: dict, figure, name: str) -> None:
 
 
 def _demo(args) -> None:
-    """The demo volume decimated x2 (its odd slices dropped), reconstructed by the model and by cubic, beside the truth."""
+    """The demo volume decimated xF (every F-th slice kept), reconstructed by the model and by cubic, beside the truth."""
     import numpy as np
 
     from misr_monai.predictors.registry import load_predictor
@@ -101,29 +101,33 @@ def _demo(args) -> None:
     from misr_monai.interpolation import cubic_interpolate
     from misr_monai.io import load_volume, save_volume
     from misr_monai.transforms.utils import find_slice_axis
-    from misr_monai.volume import upsample, upsample_array
+    from misr_monai.volume import check_factor, check_model_factor, upsample, upsample_volume
 
+    factor = check_factor(args.factor)
     out = _make_folder(args.out)
     device = _device(args.device)
     predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
                              args.self_ensemble)
+    check_model_factor(predict, factor, args.model)
     truth, img = load_volume(DEMO_VOLUME)
     axis = find_slice_axis(img.affine)
     stem = DEMO_VOLUME.name.split(".nii")[0]
-    decimated = np.take(truth, np.arange(0, truth.shape[axis], 2), axis=axis)
+    decimated = np.take(truth, np.arange(0, truth.shape[axis], factor), axis=axis)
     coarse = np.array(img.affine, dtype=np.float64)
-    coarse[:3, axis] *= 2  # every second slice: twice the spacing, the first slice where it was
+    coarse[:3, axis] *= factor  # every F-th slice: F times the spacing, the first slice where it was
     save_volume(out / f"{stem}_decimated.nii.gz", decimated, coarse, img)
-    result = out / f"{stem}_x2_{Path(args.model).name}.nii.gz"
-    info = upsample(out / f"{stem}_decimated.nii.gz", result, predict, axis, overwrite=True)[0]
-    print(f"{result}: {info['input_shape']} -> {info['output_shape']}, the input: every second slice of "
+    result = out / f"{stem}_x{factor}_{Path(args.model).name}.nii.gz"
+    info = upsample(out / f"{stem}_decimated.nii.gz", result, predict, axis, factor, overwrite=True,
+                    )[0]
+    print(f"{result}: {info['input_shape']} -> {info['output_shape']}, the input: every slice {factor} of "
           f"{DEMO_VOLUME.name} ({args.model}, {getattr(predict, 'precision', 'fp32')} on {device})")
     crop = np.take(truth, np.arange(info["output_shape"][axis]), axis=axis)
-    reconstructions = {"cubic": upsample_array(decimated, axis, cubic_interpolate), args.model: info["upsampled"][0]}
-    figure = out / f"{stem}_x2.png"
+    reconstructions = {"cubic": upsample_volume(decimated, axis, cubic_interpolate, factor),
+                       args.model: info["upsampled"][0]}
+    figure = out / f"{stem}_x{factor}.png"
     psnr = demo_figure(crop, reconstructions, axis, img.affine, figure,
-                       f"{DEMO_VOLUME.name}: x2 through-plane, {args.model} against cubic "
-                       f"(every second slice removed, then reconstructed)")
+                       f"{DEMO_VOLUME.name}: x{factor} through-plane, {args.model} against cubic "
+                       f"(every slice {factor} kept, the others reconstructed)", factor)
     print(f"{figure}: figure; PSNR of the new slices: " + ", ".join(f"{k} {v:.2f} dB" for k, v in psnr.items()))
 
 
@@ -132,6 +136,7 @@ def _evaluate(args) -> None:
     from misr_monai.interpolation import BASELINES
     from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError
+    from misr_monai.volume import check_factor, check_model_factor
 
     methods = [m for m in args.methods.split(",") if m]
     for required in ("cubic", "linear"):
@@ -143,8 +148,11 @@ def _evaluate(args) -> None:
     predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed,
                                     precision=args.precision, self_ensemble=args.self_ensemble and m not in BASELINES)
                   for m in methods}
+    for m, predict in predictors.items():
+        check_model_factor(predict, check_factor(args.factor), m)
     out = _make_folder(args.out)
-    evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures)
+    evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures,
+             factor=args.factor, thick=args.thick)
     print((out / "summary.md").read_text(), end="")
     print(f"tables and figures in {out}")
 
@@ -312,7 +320,14 @@ def _add_model_commands(sub) -> None:
                                   "are said in one line and skipped); for a DICOM series a folder for the new series")
     p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
     p.add_argument("--axis", type=int, default=None, help="slice axis 0, 1 or 2 (default: the largest spacing)")
-    p.add_argument("--factor", type=int, default=2, help="2, 4 or 8: x2 applied repeatedly (default: 2)")
+    p.add_argument("--factor", type=int, default=2, help="new slice spacing = spacing / FACTOR, 2 to 8: one pass of "
+                   "context_cnn, context_cnn_brain or cubic; the other models take 2, 4 or 8 (x2 passes) (default: 2)")
+    p.add_argument("--spacing", type=float, default=None, metavar="MM",
+                   help="instead of --factor: the factor that brings the slice spacing nearest MM (printed)")
+    p.add_argument("--slice-thickness", type=float, default=None, metavar="MM",
+                   help="the acquired slice thickness, which the context models are told (over the spacing: 0 thin "
+                        "slices with gaps, 1 contiguous thick slices); default: a DICOM series' SliceThickness, "
+                        "for NIfTI an assumed profile (printed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
     p.add_argument("--output-format", choices=("dicom", "nifti"), default="dicom",
@@ -324,6 +339,7 @@ def _add_model_commands(sub) -> None:
                                     "and a figure")
     p.add_argument("--out", default="demo_output", help="folder for the NIfTI files and the PNG (default: demo_output)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=_MODEL_HELP)
+    p.add_argument("--factor", type=int, default=2, help="keep every FACTOR-th slice, 2 to 8 (default: 2)")
     _model_options(p, precision="auto")
     p.set_defaults(func=_demo)
 
@@ -332,6 +348,9 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--methods", default="linear,cubic", help="comma-separated; linear and cubic are always included")
     p.add_argument("--out", required=True, help="folder for per_volume/summary .csv/.md and PNG figures")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--factor", type=int, default=2, help="keep every FACTOR-th slice, score the others (default: 2)")
+    p.add_argument("--thick", action="store_true", help="the protocol's thick-slice variant (a box FACTOR slices "
+                   "wide along the slice axis first, ../shared/EVALUATION.md)")
     _model_options(p)
     p.set_defaults(func=_evaluate)
 

@@ -81,6 +81,12 @@ class DicomSeries:
         """The slice spacing along the normal (mm)."""
         return float(np.median(np.diff(self.positions)))
 
+    @property
+    def slice_thickness(self) -> float | None:
+        """The acquired ``SliceThickness`` (mm), None where the header has none."""
+        value = self.datasets[0].get("SliceThickness")
+        return float(value) if value not in (None, "") and float(value) > 0 else None
+
     def nifti(self):
         """The volume as a nibabel NIfTI image in scanner coordinates (sform and qform code 1, mm), as a NIfTI
         conversion of the series stores it."""

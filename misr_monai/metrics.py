@@ -104,10 +104,17 @@ def through_plane_ratio(truth: np.ndarray, pred: np.ndarray) -> float:
     An error of the first difference would say nothing new: next to an exact original slice it is the slice's own
     error, so its mean equals the MAE.
     """
-    def second_difference(x):
-        return np.abs(x[0:-2:2] - 2 * x[1:-1:2] + x[2::2])
+    return _through_plane_ratio(truth, pred, np.arange(1, truth.shape[0] - 1, 2))
 
-    fg = binary_dilation(truth[1:-1:2] > FOREGROUND_THRESHOLD, structure=np.ones((1, 5, 5), dtype=bool))
+
+def _through_plane_ratio(truth: np.ndarray, pred: np.ndarray, new: np.ndarray) -> float:
+    """:py:func:`through_plane_ratio` at the reconstructed slices ``new`` (indices along axis 0, none at the ends)."""
+    new = new[(new > 0) & (new < truth.shape[0] - 1)]
+
+    def second_difference(x):
+        return np.abs(x[new - 1] - 2 * x[new] + x[new + 1])
+
+    fg = binary_dilation(truth[new] > FOREGROUND_THRESHOLD, structure=np.ones((1, 5, 5), dtype=bool))
     truth_bend = (second_difference(truth) * fg).sum()
     return float((second_difference(pred) * fg).sum() / truth_bend) if truth_bend > 0 else float("nan")
 
@@ -115,9 +122,10 @@ def through_plane_ratio(truth: np.ndarray, pred: np.ndarray) -> float:
 _LAPLACIAN = np.array([[[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]])
 
 
-def sharpness_ratio(reconstruction: np.ndarray) -> float:
-    """The mean absolute in-plane Laplacian of the new slices of an x2 reconstruction (odd indices along axis 0) over
-    that of its original slices (even indices), on the protocol's [0, 1] scale.
+def sharpness_ratio(reconstruction: np.ndarray, factor: int = 2) -> float:
+    """The mean absolute in-plane Laplacian of the new slices of a reconstruction (indices along axis 0 that are not
+    multiples of ``factor``) over that of its original slices (multiples of ``factor``), on the protocol's [0, 1]
+    scale.
 
     1.0: the new slices are as sharp as the acquired ones, so a user scrolling through the volume sees no alternation
     of sharp and soft slices; below 1 they are blurrier. It needs no ground truth, so it applies to real thick-slice
@@ -131,39 +139,44 @@ def sharpness_ratio(reconstruction: np.ndarray) -> float:
         True
     """
     magnitude = np.abs(convolve(reconstruction, _LAPLACIAN, mode="reflect"))
-    original = magnitude[0::2].mean()
-    return float(magnitude[1::2].mean() / original) if original > 0 else float("nan")
+    original = magnitude[0::factor].mean()
+    new = np.arange(magnitude.shape[0]) % factor != 0
+    return float(magnitude[new].mean() / original) if original > 0 else float("nan")
 
 
-def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: int) -> dict[str, float]:
-    """Score an x2 reconstruction from the even slices of ``truth`` on its odd (reconstructed) slices.
+def score_reconstruction(truth: np.ndarray, reconstruction: np.ndarray, axis: int, factor: int = 2) -> dict[str, float]:
+    """Score a reconstruction from every ``factor``-th slice of ``truth`` on its reconstructed slices (the indices
+    along ``axis`` that are not multiples of ``factor``).
 
-    ``reconstruction`` has ``2m - 1`` slices along ``axis``; it is compared with the first ``2m - 1`` slices of
+    ``reconstruction`` has ``(m - 1) factor + 1`` slices along ``axis``; it is compared with as many first slices of
     ``truth``, both in the volume's own units (scaled here by the truth's percentile).
 
     Returns:
         the per-volume mean of each metric of :py:data:`SLICE_METRICS` over the kept slices, the
-        :py:data:`VOLUME_METRICS`, ``slices`` (the number of kept slices), and the per-slice profile: ``slice_index``
-        (each kept slice's index along ``axis``), ``slice_psnr`` (its PSNR) and ``volume_slices`` (``2m - 1``).
+        :py:data:`VOLUME_METRICS`, ``slices`` (the number of kept slices), the per-slice profile: ``slice_index``
+        (each kept slice's index along ``axis``), ``slice_psnr`` (its PSNR) and ``volume_slices``, and
+        ``position_psnr``: the mean per-slice PSNR at each position ``t = j / factor`` (j = 1 ... factor - 1).
     """
     scale = percentile_scale_factor(truth)
     n = reconstruction.shape[axis]
-    odd = slice(1, n, 2)
-    truth_odd = np.clip(np.moveaxis(truth, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
-    pred_odd = np.clip(np.moveaxis(reconstruction, axis, 0)[odd].astype(np.float64) / scale, 0.0, 1.0)
+    new = np.arange(n)[np.arange(n) % factor != 0]
+    truth_odd = np.clip(np.moveaxis(truth, axis, 0)[new].astype(np.float64) / scale, 0.0, 1.0)
+    pred_odd = np.clip(np.moveaxis(reconstruction, axis, 0)[new].astype(np.float64) / scale, 0.0, 1.0)
     per_slice = slice_metrics(truth_odd, pred_odd)
     sse, count = per_slice.pop("sse_fg"), per_slice.pop("fg_voxels")
     scores = {name: float(np.mean(values)) if values.size else float("nan") for name, values in per_slice.items()}
     scores["slices"] = int(per_slice["psnr"].size)
-    index = np.arange(1, n, 2)[truth_odd.reshape(truth_odd.shape[0], -1).max(axis=1) >= FOREGROUND_THRESHOLD]
+    index = new[truth_odd.reshape(truth_odd.shape[0], -1).max(axis=1) >= FOREGROUND_THRESHOLD]
+    scores["position_psnr"] = [float(np.mean(per_slice["psnr"][index % factor == j])) if np.any(index % factor == j)
+                               else float("nan") for j in range(1, factor)]
     core = (3 * index >= n) & (3 * index < 2 * n)  # the middle third: n / 3 <= i < 2 n / 3
     scores["psnr_vol"] = float(_psnr(sse.sum() / count.sum())) if count.sum() else float("nan")
     scores["psnr_core"] = float(_psnr(sse[core].sum() / count[core].sum())) if count[core].sum() else float("nan")
     scores["slice_index"], scores["slice_psnr"], scores["volume_slices"] = index.tolist(), per_slice["psnr"].tolist(), n
     truth_all = np.clip(np.moveaxis(truth, axis, 0)[:n].astype(np.float64) / scale, 0.0, 1.0)
     pred_all = np.clip(np.moveaxis(reconstruction, axis, 0).astype(np.float64) / scale, 0.0, 1.0)
-    scores["tp_ratio"] = through_plane_ratio(truth_all, pred_all)
-    scores["sharpness"] = sharpness_ratio(pred_all)
+    scores["tp_ratio"] = _through_plane_ratio(truth_all, pred_all, new)
+    scores["sharpness"] = sharpness_ratio(pred_all, factor)
     return scores
 
 

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.predictors.base import SlicePredictor, is_sampling
+from misr_monai.predictors.base import SlicePredictor, any_factor, is_sampling
 from misr_monai.io import (NIFTI_SUFFIXES, InputError, SkippedInputs, check_not_input, check_output_path, load_volume,
                            print_line, save_volume)
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
-__all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "upsampled_affine", "check_slice_axis",
-           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files"]
+__all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "check_model_factor", "factor_for_spacing",
+           "slice_profile", "MAX_FACTOR", "upsampled_affine", "check_slice_axis",
+           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files", "DEFAULT_PROFILE"]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -34,48 +35,99 @@ def _work_dtype(dtype: np.dtype) -> np.dtype:
     return np.result_type(dtype, np.float32)
 
 
-def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: bool = False):
-    """Insert a predicted slice between each pair of neighbouring slices along ``axis``: n slices become 2n - 1.
+def upsample_array(volume: np.ndarray, axis: int, predict: SlicePredictor, std: bool = False, factor: int = 2,
+                   profile: float | None = None):
+    """Insert ``factor - 1`` predicted slices between each pair of neighbouring slices along ``axis``: n slices become
+    ``(n - 1) factor + 1``, in one pass of ``predict`` (a factor other than 2 needs a predictor of any factor,
+    :py:func:`~misr_monai.predictors.base.any_factor`; ``profile``, the slice profile's width, goes to it).
 
-    The original slices are kept exactly (at even indices); the new slices are clipped to the input's value range
-    (a network's overshoot at an edge cannot create values the scan does not have, negative ones in a magnitude image
-    in particular; the same rule for float input). The result is float32, or float64 where float32 cannot hold the
-    input's values exactly. With ``std=True``, ``predict`` must have ``predict_with_std`` (a sampling model): the
-    result is ``(upsampled, std)``, the second volume on the same grid, zero at the original slices.
+    The original slices are kept exactly (at multiples of ``factor``); the new slices are clipped to the input's value
+    range (a network's overshoot at an edge cannot create values the scan does not have, negative ones in a magnitude
+    image in particular; the same rule for float input). The result is float32, or float64 where float32 cannot hold
+    the input's values exactly. With ``std=True``, ``predict`` must have ``predict_with_std`` (a sampling model, x2):
+    the result is ``(upsampled, std)``, the second volume on the same grid, zero at the original slices.
     """
     n = volume.shape[axis]
     if n < 2:
         raise ValueError(f"upsampling needs at least 2 slices along axis {axis}, got {n}.")
     moved = np.moveaxis(volume, axis, 0)
-    out = np.empty((2 * n - 1, *moved.shape[1:]), dtype=_work_dtype(volume.dtype))
-    out[0::2] = moved
-    slices = out[0::2]  # a view: the work copy of the input is the output's even slices
+    out = np.empty(((n - 1) * factor + 1, *moved.shape[1:]), dtype=_work_dtype(volume.dtype))
+    out[0::factor] = moved
+    slices = out[0::factor]  # a view: the work copy of the input is the output's acquired slices
+    new = np.delete(np.arange(out.shape[0]), np.arange(0, out.shape[0], factor))
     spread = np.zeros_like(out) if std else None
     if std:
         out[1::2], spread[1::2] = predict.predict_with_std(slices)
+    elif any_factor(predict):
+        out[new] = predict(slices, factor=factor, profile=profile)
     else:
-        out[1::2] = predict(slices)
-    np.clip(out[1::2], slices.min(), slices.max(), out=out[1::2])
+        out[new] = predict(slices)
+    out[new] = np.clip(out[new], slices.min(), slices.max())
     return np.moveaxis(out, 0, axis) if not std else (np.moveaxis(out, 0, axis), np.moveaxis(spread, 0, axis))
 
 
+MAX_FACTOR = 8
+"""The largest ``--factor``."""
+
+
 def check_factor(factor: int) -> int:
-    """``factor`` if it is 2, 4, 8...
+    """``factor`` if it is an integer from 2 to :py:data:`MAX_FACTOR`.
 
     Raises:
-        InputError: ``factor`` is not a power of two from 2 up.
+        InputError: any other value.
     """
-    if factor < 2 or factor & (factor - 1):
-        raise InputError(f"--factor must be a power of two (2, 4, 8...), got {factor}.")
+    if int(factor) != factor or not 2 <= factor <= MAX_FACTOR:
+        raise InputError(f"--factor must be an integer from 2 to {MAX_FACTOR}, got {factor}.")
+    return int(factor)
+
+
+def check_model_factor(predict: SlicePredictor, factor: int, model: str = "") -> int:
+    """``factor`` if ``predict`` can give it: any factor for a predictor told the position of the new slice
+    (:py:func:`~misr_monai.predictors.base.any_factor`), powers of two (x2 passes) for the others.
+
+    Raises:
+        InputError: a factor the model cannot give, in one line.
+    """
+    if not any_factor(predict) and factor & (factor - 1):
+        name = f"{model}: " if model else ""
+        raise InputError(f"{name}this model predicts the midpoint of a gap only, so --factor must be 2, 4 or 8 (x2 "
+                         f"passes), got {factor}; context_cnn, context_cnn_brain and cubic take any factor.")
     return factor
 
 
-def upsample_volume(volume: np.ndarray, axis: int, predict: SlicePredictor, factor: int = 2) -> np.ndarray:
-    """:py:func:`upsample_array` applied ``log2(factor)`` times along ``axis``: the slice spacing divided by
-    ``factor``."""
-    for _ in range(int(math.log2(check_factor(factor)))):
+def upsample_volume(volume: np.ndarray, axis: int, predict: SlicePredictor, factor: int = 2,
+                    profile: float | None = None) -> np.ndarray:
+    """The slice spacing along ``axis`` divided by ``factor``: one :py:func:`upsample_array` pass for a predictor of any
+    factor, else x2 passes ``log2(factor)`` times (:py:func:`check_model_factor`)."""
+    check_model_factor(predict, check_factor(factor))
+    if any_factor(predict):
+        return upsample_array(volume, axis, predict, factor=factor, profile=profile)
+    for _ in range(int(math.log2(factor))):
         volume = upsample_array(volume, axis, predict)
     return volume
+
+
+def factor_for_spacing(spacing: float, target: float) -> int:
+    """The integer factor from 2 to :py:data:`MAX_FACTOR` that brings a slice ``spacing`` nearest ``target`` (mm).
+
+    Example::
+
+        >>> factor_for_spacing(3.6, 0.6), factor_for_spacing(3.0, 1.0), factor_for_spacing(1.5, 1.0)
+        (6, 3, 2)
+    """
+    if not target > 0:
+        raise InputError(f"--spacing must be a positive number of millimetres, got {target}.")
+    return int(min(range(2, MAX_FACTOR + 1), key=lambda f: (abs(spacing / f - target), f)))
+
+
+def slice_profile(thickness: float | None, spacing: float) -> float | None:
+    """The slice profile's width ``w``: the slice ``thickness`` over the slice ``spacing``, clipped to [0, 1] (thin
+    slices with gaps to contiguous ones; overlapping slices count as contiguous); None when the thickness is unknown."""
+    if thickness is None:
+        return None
+    if not thickness > 0:
+        raise InputError(f"--slice-thickness must be a positive number of millimetres, got {thickness}.")
+    return float(min(max(thickness / spacing, 0.0), 1.0))
 
 
 def upsampled_affine(affine: np.ndarray, axis: int, factor: int = 2) -> np.ndarray:
@@ -145,7 +197,8 @@ def source_kind(source: Path) -> str:
 
 
 def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, axis: int | None = None,
-                   factor: int = 2, overwrite: bool = False, std: bool = False, output_format: str = "dicom") -> str:
+                   factor: int = 2, overwrite: bool = False, std: bool = False, output_format: str = "dicom",
+                   spacing: float | None = None, slice_thickness: float | None = None) -> str:
     """Every check of :py:func:`upsample`'s arguments that needs neither voxels nor the model; return the source's
     kind (:py:func:`source_kind`). :py:func:`upsample` runs it first; a caller that loads a model can run it before
     the load.
@@ -155,11 +208,15 @@ def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, ax
     """
     source, destination = Path(source), Path(destination)
     check_factor(factor)
+    if spacing is not None and not spacing > 0:
+        raise InputError(f"--spacing must be a positive number of millimetres, got {spacing}.")
+    if slice_thickness is not None and not slice_thickness > 0:
+        raise InputError(f"--slice-thickness must be a positive number of millimetres, got {slice_thickness}.")
     if axis is not None and axis not in (0, 1, 2):
         raise InputError(f"--axis must be 0, 1 or 2, got {axis}.")
     if output_format not in ("dicom", "nifti"):
         raise InputError(f"--output-format must be dicom or nifti, got {output_format!r}.")
-    if std and factor != 2:
+    if std and (factor != 2 or spacing is not None):
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
     outputs = _nifti_outputs(destination, std)
     kind = source_kind(source)
@@ -193,8 +250,10 @@ def _nifti_outputs(destination: Path, std: bool) -> tuple[Path, ...]:
 
 def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict: SlicePredictor,
              axis: int | None = None, factor: int = 2, overwrite: bool = False, std: bool = False,
-             output_format: str = "dicom", model: str = "") -> list[dict]:
-    """Upsample a volume on disk through-plane by ``factor`` (x2 applied repeatedly) and write the result atomically.
+             output_format: str = "dicom", model: str = "", spacing: float | None = None,
+             slice_thickness: float | None = None) -> list[dict]:
+    """Upsample a volume on disk through-plane by ``factor`` (or to the ``spacing`` nearest a target) and write the
+    result atomically: every acquired slice kept bit-exact at its own position, ``factor - 1`` new slices per gap.
 
     The reader and writer follow ``source``:
 
@@ -216,43 +275,79 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
             called once the arguments are checked and the input is read, so that bad input is said before a model
             loads.
         axis: the slice axis, or None to detect it from the affine. Defaults to None.
-        factor: a power of two. Defaults to 2.
+        factor: an integer from 2 to :py:data:`MAX_FACTOR`; a model that predicts midpoints only takes 2, 4 or 8 (x2
+            passes, :py:func:`check_model_factor`). Defaults to 2.
         overwrite: replace an existing output. Defaults to False.
         std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` a
             :py:class:`~misr_monai.predictors.base.SamplingSlicePredictor`) as float32 NIfTI on the output's grid, at
             :py:func:`std_path`; NIfTI output and ``factor`` 2 only. Defaults to False.
         output_format: for a DICOM series: ``"dicom"`` or ``"nifti"``. Defaults to ``"dicom"``.
         model: the model's name, in a derived DICOM series' description. Defaults to ``""``.
+        spacing: a target slice spacing (mm): the factor is the one that brings each volume's spacing nearest it
+            (:py:func:`factor_for_spacing`), instead of ``factor``. Defaults to None.
+        slice_thickness: the acquired slice thickness (mm), for the slice profile the model is told (thickness over
+            spacing, :py:func:`slice_profile`); None: a DICOM series' ``SliceThickness``, else
+            :py:data:`DEFAULT_PROFILE`. Defaults to None.
 
     Returns:
-        one summary per volume written: ``output`` (and ``std_output``), the axis, the input and output shapes and
-        spacings, and ``original`` and ``upsampled``, each ``(voxels, affine)``.
+        one summary per volume written: ``output`` (and ``std_output``), the axis, the factor, the slice profile and
+        where it came from (``profile``, ``profile_source``), the input and output shapes and spacings, and
+        ``original`` and ``upsampled``, each ``(voxels, affine)``.
 
     Raises:
         InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
     """
-    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format)
+    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
     source, destination = Path(source), Path(destination)
+    grid = _Grid(factor, spacing, slice_thickness)
     if kind == "folder":
         files = nifti_files(source)
-        return _upsample_folder(files, destination, _loaded(predict, std), axis, factor, overwrite, std)
+        return _upsample_folder(files, destination, _loaded(predict, std), axis, grid, overwrite, std)
     if kind == "nifti":
         data, img = load_volume(source)
-        return [_upsample_to_nifti(data, img, source, destination, predict, axis, factor, overwrite, std)]
+        return [_upsample_to_nifti(data, img, source, destination, predict, axis, grid, overwrite, std)]
     from misr_monai.dicom import read_series, write_series
 
     series = read_series(source)
+    grid = _Grid(factor, spacing, slice_thickness, series.slice_thickness)
     if output_format == "nifti":
-        return [_upsample_to_nifti(series.volume, series.nifti(), source, destination, predict, axis, factor,
+        return [_upsample_to_nifti(series.volume, series.nifti(), source, destination, predict, axis, grid,
                                    overwrite, std)]
     normal_axis = find_slice_axis(series.affine)
     if axis not in (None, normal_axis):
         raise InputError(f"{source}: a DICOM series is upsampled along its slice normal (axis {normal_axis}); "
                          "for another axis use --output-format nifti.")
-    summary = _upsampled(series.volume, series.affine, source, predict, normal_axis, factor)
+    summary = _upsampled(series.volume, series.affine, source, predict, normal_axis, grid)
+    factor = summary["factor"]
     write_series(series, *summary["upsampled"], destination, factor, overwrite,
                  f"x{factor} through-plane slice interpolation by misr_monai ({model})", Path(model).name)
     return [{"output": str(destination), **summary}]
+
+
+DEFAULT_PROFILE = 0.0
+"""The slice profile's width assumed for a volume whose header does not say its slice thickness (a NIfTI file
+without ``--slice-thickness``): see the ``context_cnn`` bundle's docs for the measurement behind it."""
+
+
+class _Grid:
+    """How one upsampling call sets each volume's factor and slice profile: ``factor``, or the one nearest a target
+    ``spacing``; the profile from ``thickness`` (the user's), else ``header_thickness`` (a DICOM series'), else
+    :py:data:`DEFAULT_PROFILE`."""
+
+    def __init__(self, factor: int, spacing: float | None = None, thickness: float | None = None,
+                 header_thickness: float | None = None) -> None:
+        self.factor, self.spacing = factor, spacing
+        self.thickness, self.header_thickness = thickness, header_thickness
+
+    def factor_for(self, spacing: float) -> int:
+        return self.factor if self.spacing is None else factor_for_spacing(spacing, self.spacing)
+
+    def profile_for(self, spacing: float) -> tuple[float, str]:
+        """The profile's width and a phrase saying where it came from."""
+        for thickness, source in ((self.thickness, "--slice-thickness"), (self.header_thickness, "SliceThickness")):
+            if thickness is not None:
+                return slice_profile(thickness, spacing), f"{source} {thickness:g} mm over spacing {spacing:.3g} mm"
+        return DEFAULT_PROFILE, "assumed: no slice thickness given (--slice-thickness MM)"
 
 
 def _loaded(predict, std: bool = False) -> SlicePredictor:
@@ -273,20 +368,27 @@ def _loaded(predict, std: bool = False) -> SlicePredictor:
 
 
 def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: SlicePredictor, axis: int | None,
-               factor: int, std: bool = False) -> dict:
+               grid: _Grid, std: bool = False) -> dict:
     """The upsampled voxels in the input's dtype and their affine, as :py:func:`upsample`'s summary (with ``std``: the
     calibrated std map, zero at the acquired slices, under ``"std"``); ``predict`` is loaded after the axis check."""
     axis = find_slice_axis(affine) if axis is None else axis
     check_slice_axis(source, data.shape, axis)
+    spacing = float(voxel_spacing(affine)[axis])
+    factor = grid.factor_for(spacing)
+    profile, profile_source = grid.profile_for(spacing)
     predict = _loaded(predict, std)
-    summary = {}
+    try:
+        check_model_factor(predict, factor)
+    except InputError as err:
+        raise InputError(f"{source}: {err}") from None
+    summary = {"factor": factor, "profile": profile if any_factor(predict) else None, "profile_source": profile_source}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)
         spread = predict.calibrated_std(spread, data)
         np.moveaxis(spread, axis, 0)[::2] = 0  # the acquired slices are certain
         summary["std"] = spread.astype(np.float32)
     else:
-        result = upsample_volume(data, axis, predict, factor)
+        result = upsample_volume(data, axis, predict, factor, profile)
     result = cast_like(result, data.dtype)
     if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize == 8:  # float64 cannot hold every (u)int64
         np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)
@@ -298,10 +400,10 @@ def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: Slic
 
 
 def _upsample_to_nifti(data: np.ndarray, img, source: Path, destination: Path, predict: SlicePredictor,
-                       axis: int | None, factor: int, overwrite: bool, std: bool) -> dict:
+                       axis: int | None, grid: _Grid, overwrite: bool, std: bool) -> dict:
     """Upsample voxels read from ``source`` (``img``: the nibabel image whose header and affine describe them) and
     write NIfTI (and the std map beside it)."""
-    summary = _upsampled(data, img.affine, source, predict, axis, factor, std)
+    summary = _upsampled(data, img.affine, source, predict, axis, grid, std)
     result, affine = summary["upsampled"]
     if std:
         summary["std_output"] = str(std_path(destination))
@@ -310,7 +412,7 @@ def _upsample_to_nifti(data: np.ndarray, img, source: Path, destination: Path, p
     return {"output": str(destination), **summary}
 
 
-def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredictor, axis: int | None, factor: int,
+def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredictor, axis: int | None, grid: _Grid,
                      overwrite: bool, std: bool) -> list[dict]:
     """Each file to ``destination`` under its own name, a line each; bad files said, skipped, then raised together."""
     try:
@@ -324,7 +426,7 @@ def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredict
             for written in _nifti_outputs(output, std):
                 check_output_path(written, overwrite, NIFTI_SUFFIXES)
             data, img = load_volume(path)
-            summary = _upsample_to_nifti(data, img, path, output, predict, axis, factor, overwrite, std)
+            summary = _upsample_to_nifti(data, img, path, output, predict, axis, grid, overwrite, std)
             summaries.append({k: v for k, v in summary.items() if k not in ("original", "upsampled")})
             print_line(f"{path.name}: written to {output} ({describe(summary)})")
     skipped.raise_if_any(str(files[0].parent), len(files))
@@ -332,7 +434,10 @@ def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredict
 
 
 def describe(summary: dict) -> str:
-    """One line of an :py:func:`upsample` summary: shapes and slice spacing."""
+    """One line of an :py:func:`upsample` summary: shapes, factor, slice spacing and the slice profile assumed."""
     axis = summary["axis"]
-    return (f"{summary['input_shape']} -> {summary['output_shape']} along axis {axis}, spacing "
+    line = (f"{summary['input_shape']} -> {summary['output_shape']} along axis {axis}, x{summary['factor']}, spacing "
             f"{summary['input_spacing'][axis]:.3f} -> {summary['output_spacing'][axis]:.3f} mm")
+    if summary.get("profile") is None:  # a model that is not told the slice profile
+        return line
+    return f"{line}; slice profile w = {summary['profile']:.2f} ({summary['profile_source']})"

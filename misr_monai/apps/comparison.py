@@ -17,16 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.apps.costs import count_macs
-from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, SUMMARY_COLUMNS, evaluate_volume, protocol_volumes,
-                                        read_protocol_volume, run_protocol, summarize)
+from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS, evaluate_volume,
+                                        position_table, protocol_volumes, read_protocol_volume, run_protocol, summarize)
 from misr_monai.apps.tables import write_table
-from misr_monai.predictors.base import is_sampling
+from misr_monai.predictors.base import is_sampling, samples_of
 from misr_monai.predictors.registry import bundle_folder, load_predictor, read_calibration, split_samples
 from misr_monai.interpolation import BASELINES
-from misr_monai.io import InputError, atomic_write, file_sha256, load_volume
+from misr_monai.io import InputError, atomic_write, file_sha256, load_volume, print_line
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
 from misr_monai.apps.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
 from misr_monai.transforms.utils import percentile_scale_factor
+from misr_monai.volume import check_factor, check_model_factor
 
 __all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
@@ -71,7 +72,9 @@ class _Methods:
         if method not in self.known:  # each bundle's weights are hashed once per run
             folder = bundle_folder(method)
             weights = None if method in BASELINES or folder is None else folder / "models" / "model.pt"
-            self.known[method] = {"method": method} if weights is None else {
+            protocol = {k: v for k, v in (("factor", self.experiment.get("factor", 2)),
+                                          ("thick", self.experiment.get("thick", False))) if v not in (2, False)}
+            self.known[method] = {"method": method, **protocol} if weights is None else {**protocol,
                 "method": method, "weights_sha256": file_sha256(weights) if weights.is_file() else None,
                 "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
                 "seed": self.experiment.get("seed", 0),
@@ -101,6 +104,15 @@ class _Methods:
                               seed=exp.get("seed", 0), precision=self.precision(method))
 
 
+def _gives(predictor, factor: int) -> bool:
+    """Whether ``predictor`` can give ``factor``: any factor, or a power of two by x2 passes."""
+    try:
+        check_model_factor(predictor, factor)
+    except InputError:
+        return False
+    return True
+
+
 def _stem(volume: str) -> str:
     return volume.replace("/", "_").split(".nii")[0]
 
@@ -120,7 +132,7 @@ def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, 
         if not path.is_file():
             return None
         row = json.loads(path.read_text())  # a result of an older protocol (fewer metrics) is recomputed
-        fresh = (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr"))
+        fresh = (row["settings"] == settings[m] and all(k in row for k in (*METRICS, "slice_psnr", "position_psnr"))
                  and (not keep or (folder / f"{_file_name(m)}.npy").is_file()))
         return row if fresh else None
 
@@ -130,7 +142,8 @@ def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, 
         truth, _, axis = read_protocol_volume(item)
         folder.mkdir(parents=True, exist_ok=True)
         for m in missing:
-            scores, reconstructions = evaluate_volume(truth, axis, {m: models[m]})
+            scores, reconstructions = evaluate_volume(truth, axis, {m: models[m]}, models.experiment.get("factor", 2),
+                                                      models.experiment.get("thick", False))
             if keep:
                 atomic_write(folder / f"{_file_name(m)}.npy", lambda tmp: np.save(tmp, reconstructions[m].astype(np.float32)))
             row = {"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **scores[m],
@@ -295,7 +308,11 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
         if not Path(spec["dataset_dir"]).is_dir():
             raise InputError(f"{spec['dataset_dir']}: dataset folder of {name} not found.")
     models = _Methods(experiment)
-    keep = {(f["dataset"], f["volume"]) for f in experiment.get("figures", [])}
+    factor = check_factor(experiment.get("factor", 2))
+    for m in [m for m in methods if samples_of(models[m]) > 1 and factor != 2 or not _gives(models[m], factor)]:
+        print_line(f"{m}: cannot give x{factor} (a midpoint or sampling model); left out of this comparison.")
+        methods.remove(m)
+    keep = {(f["dataset"], f["volume"]) for f in experiment.get("figures", [])} if factor == 2 else set()
     items = [{**item, "name": f"{name}/{item['volume']}"} for name, spec in experiment["datasets"].items()
              for item in protocol_volumes([spec["datalist"]], spec.get("split", "test"), spec["dataset_dir"], name)]
     rows, skipped = run_protocol(
@@ -313,12 +330,14 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
                                experiment.get("reference", "cubic"), experiment.get("bootstrap_resamples", 10000),
                                experiment.get("seed", 0))
     for stem, table, columns in (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summary, COMPARE_COLUMNS),
-                                 ("paired", paired, PAIRED_COLUMNS)):
+                                 ("paired", paired, PAIRED_COLUMNS),
+                                 ("positions", position_table(rows, factor), POSITION_COLUMNS)):
         write_table(table, columns, out / f"{stem}.csv")
     write_table(rows, PER_VOLUME_COLUMNS, out / "per_volume.md")
+    write_table(position_table(rows, factor), POSITION_COLUMNS, out / "positions.md")
     atomic_write(out / "summary.md", lambda tmp: Path(tmp).write_text(summary_markdown(summary, metrics)))
     atomic_write(out / "paired.md", lambda tmp: Path(tmp).write_text(paired_markdown(paired)))
-    figures = _figures(experiment, methods, rows, models, cache, out)
+    figures = _figures(experiment, methods, rows, models, cache, out) if factor == 2 else []
     report = write_report(experiment, methods, metrics, summary, rows, paired, figures, out, command,
                      time.perf_counter() - start, {m: c["settings"] for m, c in costs.items()})
     skipped.raise_if_any()

@@ -14,12 +14,14 @@ import numpy as np
 from misr_monai.datalist import load_split
 from misr_monai.predictors.base import SlicePredictor, samples_of
 from misr_monai.apps.tables import write_table
-from misr_monai.io import SkippedInputs, load_volume
-from misr_monai.volume import check_slice_axis, upsample_array
+from misr_monai.interpolation import thick_slices
+from misr_monai.io import InputError, SkippedInputs, load_volume
+from misr_monai.volume import check_slice_axis, upsample_array, upsample_volume
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "evaluate_volume", "dataset_of", "protocol_volumes",
+__all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluate_volume", "protocol_truth",
+           "position_table", "dataset_of", "protocol_volumes",
            "read_protocol_volume", "run_protocol", "evaluate", "summarize"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
@@ -28,24 +30,54 @@ SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std",
                    "seconds")
 
 
-def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor]):
-    """Reconstruct the odd slices of ``truth`` from its even ones with each predictor and score them; a sampling
-    model with K > 1 samples per slice is also scored for calibration (:py:func:`~misr_monai.metrics.score_calibration`).
+def protocol_truth(truth: np.ndarray, axis: int, factor: int = 2, thick: bool = False) -> np.ndarray:
+    """The ground truth the protocol scores against: ``truth``, or with ``thick`` the thick-slice simulation of
+    ``../shared/EVALUATION.md`` (filtered along ``axis`` by a box ``factor`` slices wide, float32)."""
+    return thick_slices(truth, axis, factor) if thick else truth
+
+
+POSITION_COLUMNS = ("dataset", "method", "factor", "position", "psnr", "volumes")
+
+
+def position_table(rows: list[dict], factor: int) -> list[dict]:
+    """Per dataset, method and position ``t = j / factor``: the mean over volumes of the per-slice PSNR of the slices
+    at that position (the middle positions are the hardest)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"]), []).append(row)
+    return [{"dataset": dataset, "method": method, "factor": factor, "position": f"{j}/{factor}",
+             "psnr": float(np.nanmean([r["position_psnr"][j - 1] for r in group])), "volumes": len(group)}
+            for (dataset, method), group in groups.items() for j in range(1, factor)]
+
+
+def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor], factor: int = 2,
+                    thick: bool = False, profile: float | None = None):
+    """Reconstruct ``truth`` from every ``factor``-th slice (0, F, 2F...) with each predictor and score the others; a
+    sampling model with K > 1 samples per slice is also scored for calibration
+    (:py:func:`~misr_monai.metrics.score_calibration`).
+
+    With ``thick``, ``truth`` is first :py:func:`protocol_truth`'s thick-slice simulation. The predictors are told the
+    slice profile ``profile`` (default: 1 with ``thick``, else 0: what the simulation is); a model that cannot give
+    ``factor`` raises an :py:class:`~misr_monai.io.InputError`.
 
     Returns:
         ``(scores, reconstructions)``: method -> scores (with ``seconds``), method -> reconstructed volume.
     """
-    even = np.take(truth, np.arange(0, truth.shape[axis], 2), axis=axis)
+    truth = protocol_truth(truth, axis, factor, thick)
+    profile = (1.0 if thick else 0.0) if profile is None else profile
+    kept = np.take(truth, np.arange(0, truth.shape[axis], factor), axis=axis)
     scores, reconstructions = {}, {}
     for name, predict in predictors.items():
         start = time.perf_counter()
         std = None
         if samples_of(predict) > 1:
-            reconstructions[name], std = upsample_array(even, axis, predict, std=True)
+            if factor != 2:
+                raise InputError(f"{name}: the mean of several samples is scored at --factor 2 only.")
+            reconstructions[name], std = upsample_array(kept, axis, predict, std=True)
         else:
-            reconstructions[name] = upsample_array(even, axis, predict)
+            reconstructions[name] = upsample_volume(kept, axis, predict, factor, profile)
         seconds = time.perf_counter() - start
-        scores[name] = {**score_reconstruction(truth, reconstructions[name], axis), "seconds": seconds}
+        scores[name] = {**score_reconstruction(truth, reconstructions[name], axis, factor), "seconds": seconds}
         if std is not None:
             scores[name].update(score_calibration(truth, reconstructions[name], std, axis,
                                                   calibration=predict.std_calibration))
@@ -115,11 +147,14 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     figures: bool = True,
     progress: bool = True,
+    factor: int = 2,
+    thick: bool = False,
 ) -> tuple[list[dict], list[dict]]:
-    """Run the protocol on one split of each datalist: each volume's odd slices reconstructed from its even ones by
-    every predictor and scored (:py:func:`evaluate_volume`).
+    """Run the protocol on one split of each datalist: each volume reconstructed from every ``factor``-th slice by
+    every predictor and scored on the others (:py:func:`evaluate_volume`; ``thick``: its thick-slice variant).
 
-    With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}`` and, with ``figures``, a slice, a reformat
+    With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}``, ``positions.{csv,md}`` (PSNR per position
+    in the gap, :py:func:`position_table`) and, with ``figures``, a slice, a reformat
     and a per-slice PSNR profile against ``cubic`` (:py:func:`~misr_monai.apps.figures.slice_profile_figure`) PNG per
     volume; if the run stops on an error other than a bad volume, or an interruption, the figures it wrote are
     removed.
@@ -135,10 +170,11 @@ def evaluate(
 
     def score(item: dict) -> list[dict]:
         truth, img, axis = read_protocol_volume(item)
-        scores, reconstructions = evaluate_volume(truth, axis, predictors)
+        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick)
+        truth = protocol_truth(truth, axis, factor, thick)
         rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
                 for m, s in scores.items()]
-        if figures and out is not None:
+        if figures and out is not None and factor == 2:  # the figures show the x2 task
             written.extend(_volume_figures(item["volume"], truth, img, axis, reconstructions, rows, out))
         return rows
 
@@ -151,7 +187,9 @@ def evaluate(
         raise
     summary = summarize(rows)
     if out is not None:
-        for name, table, columns in (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summary, SUMMARY_COLUMNS)):
+        tables = (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summary, SUMMARY_COLUMNS),
+                  ("positions", position_table(rows, factor), POSITION_COLUMNS))
+        for name, table, columns in tables:
             write_table(table, columns, out / f"{name}.csv")
             write_table(table, columns, out / f"{name}.md")
     skipped.raise_if_any()

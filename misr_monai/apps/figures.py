@@ -99,10 +99,12 @@ def label_panel(ax, plane: str, mm_per_pixel: float, width: int) -> None:
             transform=ax.transAxes)
 
 
-def busiest_slice(truth: np.ndarray, axis: int) -> int:
-    """The odd (reconstructed) index along ``axis`` whose slice has the most foreground."""
-    fg = (np.moveaxis(truth, axis, 0)[1::2] > 0.05 * percentile_scale_factor(truth)).sum(axis=(1, 2))
-    return 2 * int(np.argmax(fg)) + 1
+def busiest_slice(truth: np.ndarray, axis: int, factor: int = 2) -> int:
+    """The reconstructed index along ``axis`` in the middle of its gap (``F k + F // 2``) whose slice has the most
+    foreground."""
+    middle = factor // 2
+    fg = (np.moveaxis(truth, axis, 0)[middle::factor] > 0.05 * percentile_scale_factor(truth)).sum(axis=(1, 2))
+    return factor * int(np.argmax(fg)) + middle
 
 
 def reformat_axis(affine, axis: int) -> int:
@@ -209,30 +211,31 @@ def upsample_figure(original: np.ndarray, upsampled: np.ndarray, axis: int, affi
 
 
 def demo_figure(truth: np.ndarray, reconstructions: dict[str, np.ndarray], axis: int, affine, path,
-                title: str) -> dict[str, float]:
-    """What x2 slice interpolation does, on a volume decimated x2: the input (every second slice, shown nearest
-    neighbour), each reconstruction and the truth; a plane through the slice axis with a zoomed box, the box enlarged,
+                title: str, factor: int = 2) -> dict[str, float]:
+    """What xF slice interpolation does, on a volume decimated xF: the input (every F-th slice, each shown until the
+    next), each reconstruction and the truth; a plane through the slice axis with a zoomed box, the box enlarged,
     one new (odd) slice, and each method's absolute error in the plane on one colour scale (so that the gain over cubic
     shows at a glance); each image panel with orientation letters and a scale bar, each method with its PSNR.
 
     Args:
-        truth: the full volume, cropped to the reconstructions' ``2m - 1`` slices along ``axis``.
-        reconstructions: name -> the x2 reconstruction from the even slices, in the truth's units.
+        truth: the full volume, cropped to the reconstructions' ``(m - 1) F + 1`` slices along ``axis``.
+        reconstructions: name -> the reconstruction from every F-th slice, in the truth's units.
         axis: the slice axis; affine: the truth's.
+        factor: F. Defaults to 2.
 
     Returns:
         name -> the protocol's per-slice PSNR of the reconstruction (``misr_monai.metrics``), the input's included.
     """
     from misr_monai.metrics import score_reconstruction
 
-    nearest = truth.copy()
-    np.moveaxis(nearest, axis, 0)[1::2] = np.moveaxis(truth, axis, 0)[0:-1:2]
-    volumes = {"input (every 2nd slice)": nearest, **reconstructions, "truth": truth}
-    psnr = {name: score_reconstruction(truth, v, axis)["psnr"] for name, v in volumes.items() if name != "truth"}
+    n = truth.shape[axis]
+    nearest = np.take(truth, np.arange(n) // factor * factor, axis=axis)
+    volumes = {f"input (every slice {factor})": nearest, **reconstructions, "truth": truth}
+    psnr = {name: score_reconstruction(truth, v, axis, factor)["psnr"] for name, v in volumes.items() if name != "truth"}
     scale = percentile_scale_factor(truth)
     cut = reformat_axis(affine, axis)
     reformat = {n: display_plane(v, affine, cut, truth.shape[cut] // 2) for n, v in volumes.items()}
-    new_slice = busiest_slice(truth, axis)
+    new_slice = busiest_slice(truth, axis, factor)
     slices = {n: display_plane(v, affine, axis, new_slice) for n, v in volumes.items()}
     rows, cols = _zoom_box(np.clip(reformat["truth"][0] / scale, 0, 1))
     truth_plane = np.clip(reformat["truth"][0] / scale, 0, 1)

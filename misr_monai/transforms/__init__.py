@@ -1,11 +1,14 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from .array import PercentileScale, RandSliceTriplet, SliceAxis, SliceSpline, SliceTriplets
+from .array import PercentileScale, RandSliceGap, RandSliceTriplet, SliceAxis, SliceGaps, SliceSpline, SliceTriplets, gap_input
 from .dictionary import (
     PercentileScaled,
     PercentileScaleD,
     PercentileScaleDict,
+    RandSliceGapd,
+    RandSliceGapD,
+    RandSliceGapDict,
     RandSliceTripletd,
     RandSliceTripletD,
     RandSliceTripletDict,
@@ -15,6 +18,9 @@ from .dictionary import (
     SliceSplined,
     SliceSplineD,
     SliceSplineDict,
+    SliceGapsd,
+    SliceGapsD,
+    SliceGapsDict,
     SliceTripletsd,
     SliceTripletsD,
     SliceTripletsDict,

@@ -15,7 +15,8 @@ from monai.transforms import InvertibleTransform, Randomizable, Transform
 from monai.data.meta_obj import get_track_meta
 from monai.utils import TransformBackends, convert_to_tensor
 
-from misr_monai.interpolation import leave_parity_out_spline
+from misr_monai.interpolation import (gap_positions, leave_parity_out_spline, natural_spline_at,
+                                     natural_spline_second_derivatives, slice_profile_kernel, thick_slices)
 from misr_monai.transforms.utils import (
     FOREGROUND_THRESHOLD,
     find_slice_axis,
@@ -25,8 +26,8 @@ from misr_monai.transforms.utils import (
     voxel_spacing,
 )
 
-__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets", "recorded_slice_axis",
-           "sampled_axes", "spline_channel"]
+__all__ = ["SliceAxis", "PercentileScale", "SliceSpline", "RandSliceTriplet", "SliceTriplets", "RandSliceGap",
+           "SliceGaps", "recorded_slice_axis", "sampled_axes", "spline_channel", "gap_input"]
 
 SLICE_AXIS_KEY = "slice_axis"
 
@@ -333,4 +334,188 @@ class SliceTriplets(Transform):
                 x = vol[reflect_index([i + o for o in self.offsets], vol.shape[0]).tolist()]
                 x = x if estimate is None else torch.cat([x, estimate[i : i + 1]])
                 out.append((x.clone(), vol[i : i + 1].clone()))
+        return out
+
+
+SPLINE_WINDOW = 8
+"""Kept slices on each side of a gap through which :py:class:`RandSliceGap` fits the spline: the natural spline's
+dependence on a knot decays by 2 - sqrt(3) (0.27) per knot, so 8 give the whole stack's spline to 3e-5 of a knot."""
+
+
+def gap_input(neighbours: torch.Tensor, position: float, profile: float, spline: torch.Tensor) -> torch.Tensor:
+    """A context model's input for one new slice: the 2K kept neighbours ``(2K, H, W)``, the constant maps of its
+    position ``t`` in the gap and of the slice profile's width ``w``, and the spline at it ``(1, H, W)``."""
+    conditions = neighbours.new_tensor([position, profile]).view(2, 1, 1).expand(2, *neighbours.shape[1:])
+    return torch.cat([neighbours, conditions, spline])
+
+
+class RandSliceGap(Randomizable, Transform):
+    """Cut a random training pair for the context models at any factor and slice profile: ``(input, target)``.
+
+    Each draw picks a factor F from ``factors``, a profile width w from ``profiles`` (in kept-slice spacings: 0 thin
+    slices with gaps, 1 contiguous thick slices), a target slice i along the axis and its position j in its gap. The
+    patch's slices are filtered along the axis by a box ``w F`` slices wide (:py:func:`slice_profile_kernel`, mirrored
+    at the volume's ends, as the protocol's thick variant does for w = 1), every F-th slice in the phase of i - j is
+    kept, and the input is :py:func:`gap_input`: the 2K kept slices around the gap (mirrored at the kept stack's
+    ends, as :py:class:`~misr_monai.predictors.network.NetworkPredictor` does), t = j / F, w, and the natural cubic
+    spline through the kept slices at i (fitted over :py:data:`SPLINE_WINDOW` kept slices each side); the target is
+    the filtered slice i. F = 2, w = 0 is :py:class:`RandSliceTriplet`'s task. The volume is only read.
+
+    Args:
+        factors: the factors drawn from, uniformly (repeat one to weight it). Defaults to (2, 3, 4, 5, 6).
+        profiles: the profile widths drawn from, uniformly. Defaults to (0.0, 0.5, 1.0).
+        patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context, augment: as
+            :py:class:`RandSliceTriplet`.
+
+    Example::
+
+        >>> vol = MetaTensor(torch.rand(1, 40, 40, 30))
+        >>> x, y = RandSliceGap(patch_size=(32, 32), context=2).set_random_state(0)(vol)
+        >>> tuple(x.shape), tuple(y.shape)  # slices k-1 .. k+2, t, w, the spline
+        ((7, 32, 32), (1, 32, 32))
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        factors: Sequence[int] = (2, 3, 4, 5, 6),
+        profiles: Sequence[float] = (0.0, 0.5, 1.0),
+        patch_size: Sequence[int] = (128, 128),
+        min_foreground: float = 0.1,
+        random_axis: bool = False,
+        max_anisotropy: float = 1.5,
+        max_tries: int = 10,
+        context: int = 2,
+        augment: bool = False,
+    ) -> None:
+        if not factors or min(factors) < 2:
+            raise ValueError(f"factors must be integers from 2 up, got {factors}.")
+        if not profiles or min(profiles) < 0:
+            raise ValueError(f"profiles must be non-negative widths, got {profiles}.")
+        self.factors = [int(f) for f in factors]
+        self.profiles = [float(w) for w in profiles]
+        self.triplet = RandSliceTriplet(patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context,
+                                        augment)
+        self.context = context
+
+    def set_random_state(self, seed: int | None = None, state=None) -> RandSliceGap:
+        super().set_random_state(seed, state)
+        self.triplet.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, img: torch.Tensor) -> None:
+        self.triplet.randomize(img)  # the axis, the target slice i and the patch's corner
+        n = img.shape[self.triplet._axis + 1]
+        i = self.triplet._corner[0]
+        factor = self.factors[self.R.randint(len(self.factors))]
+        factor = min(factor, n - 1)
+        low, high = max(1, i + factor - (n - 1)), min(factor - 1, i)
+        self._factor = factor
+        self._position = int(self.R.randint(low, high + 1)) if low <= high else 1
+        self._profile = self.profiles[self.R.randint(len(self.profiles))]
+
+    def _cut(self, img: torch.Tensor) -> torch.Tensor:
+        """The pair as one stack: the input channels, then the target."""
+        i, r0, c0 = self.triplet._corner
+        factor, j, profile = self._factor, self._position, self._profile
+        patch = self.triplet.patch_size
+        vol = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, self.triplet._axis + 1, 1)[0]
+        n = vol.shape[0]
+        phase, k = (i - j) % factor, (i - j) // factor
+        m = (n - 1 - phase) // factor + 1
+        window = np.arange(max(0, k - SPLINE_WINDOW), min(m, k + SPLINE_WINDOW + 2))
+        taps = slice_profile_kernel(profile * factor)
+        reach = taps.size // 2
+        centres = np.append(phase + factor * window, i)
+        index = reflect_index(centres[:, None] + np.arange(-reach, reach + 1)[None], n)
+        rows, cols = slice(r0, r0 + patch[0]), slice(c0, c0 + patch[1])
+        stack = vol[index.reshape(-1).tolist(), rows, cols].float()
+        stack = stack.view(len(centres), taps.size, *stack.shape[1:])
+        stack = torch.einsum("ct...,t->c...", stack, stack.new_tensor(taps)) if taps.size > 1 else stack[:, 0]
+        knots, target = stack[:-1], stack[-1:]
+        local = k - int(window[0])
+        spline = natural_spline_second_derivatives(knots)
+        t = j / factor
+        s = 1 - t
+        estimate = knots[local] * s + knots[local + 1] * t
+        estimate = estimate + spline[local] * ((s**3 - s) / 6) + spline[local + 1] * ((t**3 - t) / 6)
+        around = reflect_index(np.arange(k - self.context + 1, k + self.context + 1), m) - int(window[0])
+        pair = torch.cat([gap_input(knots[around.tolist()], t, profile, estimate[None]), target])
+        pad = (0, patch[1] - pair.shape[2], 0, patch[0] - pair.shape[1])
+        return torch.nn.functional.pad(pair, pad) if any(pad) else pair
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        img = convert_to_tensor(img, track_meta=True)
+        if img.ndim != 4 or min(img.shape[1:]) < 1:
+            raise ValueError(f"RandSliceGap expects a channel-first 3D volume, got shape {tuple(img.shape)}.")
+        if not randomize:
+            stack = self._cut(img)
+        else:
+            best, best_fg = None, -1.0
+            for _ in range(self.triplet.max_tries):
+                self.randomize(img)
+                stack = self._cut(img)
+                fg = float((stack[-1] > FOREGROUND_THRESHOLD).float().mean())
+                if fg > best_fg:
+                    best, best_fg = stack, fg
+                if fg >= self.triplet.min_foreground:
+                    break
+            stack = best
+            if self.triplet.augment:
+                stack = self.triplet._augment(stack)
+        return stack[:-1], stack[-1:]
+
+
+class SliceGaps(Transform):
+    """Every full-slice pair of the protocol at factor F with a slice profile, for validation: ``[(input, target)]``.
+
+    The volume is filtered along ``img.meta["slice_axis"]`` by a box ``w F`` slices wide for each width w of
+    ``profiles`` (:py:func:`~misr_monai.interpolation.thick_slices`), every F-th slice from 0 is kept, and every
+    ``stride``-th scored slice (not a multiple of F, up to the last kept one) whose target has foreground gives
+    :py:func:`gap_input` and its target, for each factor of ``factors``.
+
+    Args:
+        factors: the factors. Defaults to (2,).
+        profiles: the profile widths. Defaults to (0.0,).
+        stride: keep every ``stride``-th scored slice. Defaults to 1.
+        context: K, the kept neighbours on each side. Defaults to 2.
+
+    Example::
+
+        >>> pairs = SliceGaps(factors=(3,))(MetaTensor(torch.ones(1, 8, 8, 7)))
+        >>> len(pairs), tuple(pairs[0][0].shape)
+        (4, (7, 8, 8))
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, factors: Sequence[int] = (2,), profiles: Sequence[float] = (0.0,), stride: int = 1,
+                 context: int = 2) -> None:
+        if stride < 1:
+            raise ValueError(f"stride must be positive, got {stride}.")
+        self.factors, self.profiles = [int(f) for f in factors], [float(w) for w in profiles]
+        self.stride, self.context = stride, context
+
+    def __call__(self, img: NdarrayOrTensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        img = convert_to_tensor(img, track_meta=True)
+        axis = recorded_slice_axis(img)
+        volume = torch.movedim(img.as_tensor() if isinstance(img, MetaTensor) else img, axis + 1, 1)[0].float().cpu()
+        out = []
+        for factor in self.factors:
+            for profile in self.profiles:
+                vol = torch.from_numpy(thick_slices(volume.numpy(), 0, profile * factor))
+                knots = vol[::factor]
+                m = knots.shape[0]
+                if m < 2:
+                    continue
+                estimate = natural_spline_at(knots, factor).view(m - 1, factor - 1, *vol.shape[1:])
+                scored = [i for i in range(1, (m - 1) * factor + 1) if i % factor][:: self.stride]
+                for i in scored:
+                    if float(vol[i].max()) < FOREGROUND_THRESHOLD:
+                        continue
+                    k, j = divmod(i, factor)
+                    around = reflect_index(np.arange(k - self.context + 1, k + self.context + 1), m).tolist()
+                    x = gap_input(knots[around], j / factor, profile, estimate[k, j - 1][None])
+                    out.append((x.to(img.device), vol[i : i + 1].clone().to(img.device)))
         return out

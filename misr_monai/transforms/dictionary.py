@@ -10,7 +10,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
-from misr_monai.transforms.array import PercentileScale, RandSliceTriplet, SliceAxis, SliceSpline, SliceTriplets
+from misr_monai.transforms.array import (PercentileScale, RandSliceGap, RandSliceTriplet, SliceAxis, SliceGaps, SliceSpline,
+                                        SliceTriplets)
 
 __all__ = [
     "SliceAxisd",
@@ -28,6 +29,12 @@ __all__ = [
     "SliceTripletsd",
     "SliceTripletsD",
     "SliceTripletsDict",
+    "RandSliceGapd",
+    "RandSliceGapD",
+    "RandSliceGapDict",
+    "SliceGapsd",
+    "SliceGapsD",
+    "SliceGapsDict",
 ]
 
 
@@ -196,8 +203,80 @@ class SliceTripletsd(MapTransform):
         return out
 
 
+class RandSliceGapd(Randomizable, MapTransform):
+    """Dictionary-based :py:class:`RandSliceGap`: ``num_samples`` training pairs per volume, each a copy of the input
+    with ``keys`` (one key: the volume) replaced by the input patch and ``label_key`` set to the target.
+
+    Args:
+        keys: the key of the channel-first volume (one key).
+        label_key: where to put the target slice. Defaults to ``"label"``.
+        num_samples: pairs per volume. Defaults to 1.
+        factors, profiles, patch_size, min_foreground, random_axis, max_anisotropy, max_tries, context, augment: as
+            :py:class:`RandSliceGap`.
+    """
+
+    backend = RandSliceGap.backend
+
+    def __init__(self, keys: KeysCollection, label_key: str = "label", num_samples: int = 1,
+                 factors: Sequence[int] = (2, 3, 4, 5, 6), profiles: Sequence[float] = (0.0, 0.5, 1.0),
+                 patch_size: Sequence[int] = (128, 128), min_foreground: float = 0.1, random_axis: bool = False,
+                 max_anisotropy: float = 1.5, max_tries: int = 10, context: int = 2, augment: bool = False,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"RandSliceGapd takes exactly one key (the volume), got {self.keys}.")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}.")
+        self.label_key, self.num_samples = label_key, int(num_samples)
+        self.sampler = RandSliceGap(factors, profiles, patch_size, min_foreground, random_axis, max_anisotropy,
+                                    max_tries, context, augment)
+
+    def set_random_state(self, seed: int | None = None, state=None) -> RandSliceGapd:
+        super().set_random_state(seed, state)
+        self.sampler.set_random_state(state=self.R)
+        return self
+
+    def randomize(self, data=None) -> None:
+        pass  # each draw happens in ``self.sampler``, from the shared ``self.R``
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
+        out = []
+        for key in self.key_iterator(dict(data)):
+            for _ in range(self.num_samples):
+                sample = dict(data)
+                sample[key], sample[self.label_key] = self.sampler(data[key])
+                out.append(sample)
+        return out
+
+
+class SliceGapsd(MapTransform):
+    """Dictionary-based :py:class:`SliceGaps`: one dict per scored slice of each factor and profile, for validation."""
+
+    backend = SliceGaps.backend
+
+    def __init__(self, keys: KeysCollection, label_key: str = "label", factors: Sequence[int] = (2,),
+                 profiles: Sequence[float] = (0.0,), stride: int = 1, context: int = 2,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"SliceGapsd takes exactly one key (the volume), got {self.keys}.")
+        self.label_key = label_key
+        self.splitter = SliceGaps(factors, profiles, stride, context)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> list[dict[Hashable, torch.Tensor]]:
+        out = []
+        for key in self.key_iterator(dict(data)):
+            for x, y in self.splitter(data[key]):
+                sample = dict(data)
+                sample[key], sample[self.label_key] = x, y
+                out.append(sample)
+        return out
+
+
 SliceAxisD = SliceAxisDict = SliceAxisd
 PercentileScaleD = PercentileScaleDict = PercentileScaled
 SliceSplineD = SliceSplineDict = SliceSplined
 RandSliceTripletD = RandSliceTripletDict = RandSliceTripletd
 SliceTripletsD = SliceTripletsDict = SliceTripletsd
+RandSliceGapD = RandSliceGapDict = RandSliceGapd
+SliceGapsD = SliceGapsDict = SliceGapsd

@@ -36,6 +36,11 @@ class ResidualInterpolationNet(nn.Module):
     through the volume's slices, evaluated at i: the protocol's ``cubic``), and the skip is that channel. The network
     learns the residual over its skip and starts exactly at it when its last layer is zero.
 
+    With ``conditions`` c, the c channels before the spline are constant maps that tell the network where the new slice
+    lies and how the slices were acquired (the context models: the position ``t`` of the new slice in its gap, and the
+    slice profile's width ``w`` over the kept-slice spacing; :py:class:`~misr_monai.transforms.RandSliceGap`), so one
+    network serves every factor and profile.
+
     Args:
         spatial_dims: 2 for slices. Defaults to 2.
         in_channels: input channels: 2K neighbouring slices (2 or 4), or 2K + 1 with ``spline_skip`` (3, 5, 7...).
@@ -46,6 +51,7 @@ class ResidualInterpolationNet(nn.Module):
         act: activation factory name or ``(name, args)``. Defaults to ``"relu"``.
         zero_init_last: start the last convolution at zero, i.e. at the skip's interpolation. Defaults to True.
         spline_skip: the last input channel is the estimate used as the skip. Defaults to False.
+        conditions: constant condition channels just before the spline channel (``spline_skip`` only). Defaults to 0.
 
     Example::
 
@@ -56,6 +62,9 @@ class ResidualInterpolationNet(nn.Module):
         >>> x = torch.rand(3, 5, 32, 32)  # slices i-3, i-1, i+1, i+3 and the spline at i
         >>> bool((context(x) == x[:, 4:]).all())  # untrained: the spline exactly
         True
+        >>> anywhere = ResidualInterpolationNet(in_channels=7, channels=8, num_res_blocks=1, spline_skip=True, conditions=2)
+        >>> tuple(anywhere(torch.rand(3, 7, 32, 32)).shape)  # slices k-1 .. k+2, t, w and the spline at k + t
+        (3, 1, 32, 32)
 
     Raises:
         ValueError: non-positive ``channels``, ``in_channels`` or ``out_channels``, negative ``num_res_blocks``.
@@ -71,6 +80,7 @@ class ResidualInterpolationNet(nn.Module):
         act: str | tuple = "relu",
         zero_init_last: bool = True,
         spline_skip: bool = False,
+        conditions: int = 0,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, channels) < 1:
@@ -78,12 +88,16 @@ class ResidualInterpolationNet(nn.Module):
                              f"{out_channels}, {channels}.")
         if num_res_blocks < 0:
             raise ValueError(f"num_res_blocks must not be negative, got {num_res_blocks}.")
-        if spline_skip and (in_channels < 3 or in_channels % 2 == 0):
-            raise ValueError(f"with spline_skip, in_channels must be 2K + 1 (2K neighbours and the spline), got {in_channels}.")
+        if conditions and not spline_skip or conditions < 0:
+            raise ValueError(f"conditions must be 0, or positive with spline_skip, got {conditions}.")
+        if spline_skip and (in_channels - conditions < 3 or (in_channels - conditions) % 2 == 0):
+            raise ValueError(f"with spline_skip, in_channels must be 2K + {conditions} + 1 (2K neighbours, {conditions} "
+                             f"conditions and the spline), got {in_channels}.")
         if not spline_skip and in_channels not in SKIP_FILTERS:
             raise ValueError(f"in_channels must be one of {sorted(SKIP_FILTERS)} (2K neighbouring slices), got {in_channels}.")
         self.in_channels = in_channels
         self.spline_skip = spline_skip
+        self.conditions = conditions
         self.head = Convolution(spatial_dims, in_channels, channels, kernel_size=3, act=act, norm=None)
         self.body = nn.Sequential(*(_ResidualBlock(spatial_dims, channels, act) for _ in range(num_res_blocks)))
         self.tail = Convolution(spatial_dims, channels, out_channels, kernel_size=3, conv_only=True)
@@ -109,7 +123,9 @@ def warm_start(network: ResidualInterpolationNet, state_dict: dict) -> ResidualI
     second convolution, so it starts as an identity. This is how the SRGAN generator (8 blocks) starts from the residual
     CNN (5 blocks). A state dict of a 2K-neighbour network (``residual_cnn_4slice``) given to a context network of the
     same K gets a zero head kernel for the spline channel, so the body sees what it was trained on while the skip is
-    the spline instead of the four-tap filter.
+    the spline instead of the four-tap filter. A context network without conditions given to one with ``conditions``
+    (the x2 ``context_cnn`` of release 0.7.0 to the one told ``t`` and ``w``) gets zero head kernels for them: it starts
+    as the given network at every position and profile.
 
     Args:
         network: the deeper (or spline-taking) network, changed in place.
@@ -136,10 +152,14 @@ def warm_start(network: ResidualInterpolationNet, state_dict: dict) -> ResidualI
         raise ValueError(f"the state dict has {len(blocks)} residual blocks, the network only {len(network.body)}.")
     head, ours = state_dict.get("head.conv.weight"), own["head.conv.weight"]
     if head is not None and head.shape[1] != ours.shape[1]:
-        if not (network.spline_skip and head.shape[1] == ours.shape[1] - 1):
+        neighbours = ours.shape[1] - network.conditions - 1
+        zeros = torch.zeros_like(ours[:, :1])
+        if network.spline_skip and head.shape[1] == neighbours:
+            head = torch.cat([head, zeros], dim=1)
+        if not (network.spline_skip and head.shape[1] == neighbours + 1):
             raise ValueError(f"the state dict's network takes {head.shape[1]} input channels, this one "
-                             f"{ours.shape[1]}; only a spline channel can be added.")
-        state_dict["head.conv.weight"] = torch.cat([head, torch.zeros_like(ours[:, -1:])], dim=1)
+                             f"{ours.shape[1]}; only a spline channel and condition channels can be added.")
+        state_dict["head.conv.weight"] = torch.cat([head[:, :-1], *[zeros] * network.conditions, head[:, -1:]], dim=1)
     own.update(state_dict)
     network.load_state_dict(own)
     for block in list(network.body)[len(blocks):]:
