@@ -100,7 +100,7 @@ def _demo(args) -> None:
     from misr_monai.apps.figures import demo_figure
     from misr_monai.interpolation import cubic_interpolate
     from misr_monai.io import load_volume, save_volume
-    from misr_monai.transforms.utils import find_slice_axis
+    from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
     from misr_monai.volume import check_factor, check_model_factor, upsample, upsample_volume
 
     factor = check_factor(args.factor)
@@ -117,8 +117,9 @@ def _demo(args) -> None:
     coarse[:3, axis] *= factor  # every F-th slice: F times the spacing, the first slice where it was
     save_volume(out / f"{stem}_decimated.nii.gz", decimated, coarse, img)
     result = out / f"{stem}_x{factor}_{Path(args.model).name}.nii.gz"
+    thickness = float(voxel_spacing(img.affine)[axis])  # thin slices: each as thick as the original spacing
     info = upsample(out / f"{stem}_decimated.nii.gz", result, predict, axis, factor, overwrite=True,
-                    )[0]
+                    slice_thickness=thickness)[0]
     print(f"{result}: {info['input_shape']} -> {info['output_shape']}, the input: every slice {factor} of "
           f"{DEMO_VOLUME.name} ({args.model}, {getattr(predict, 'precision', 'fp32')} on {device})")
     crop = np.take(truth, np.arange(info["output_shape"][axis]), axis=axis)
@@ -152,7 +153,7 @@ def _evaluate(args) -> None:
         check_model_factor(predict, check_factor(args.factor), m)
     out = _make_folder(args.out)
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures,
-             factor=args.factor, thick=args.thick)
+             factor=args.factor, thick=args.thick, profile=args.slice_profile)
     print((out / "summary.md").read_text(), end="")
     print(f"tables and figures in {out}")
 
@@ -349,8 +350,11 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--out", required=True, help="folder for per_volume/summary .csv/.md and PNG figures")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--factor", type=int, default=2, help="keep every FACTOR-th slice, score the others (default: 2)")
-    p.add_argument("--thick", action="store_true", help="the protocol's thick-slice variant (a box FACTOR slices "
-                   "wide along the slice axis first, ../shared/EVALUATION.md)")
+    p.add_argument("--thick", type=float, nargs="?", const=1.0, default=0.0, metavar="W",
+                   help="the protocol's thick-slice variant: the volume filtered along the slice axis by a box FACTOR "
+                        "slices wide first (../shared/EVALUATION.md); W in (0, 1): a box W x FACTOR wide")
+    p.add_argument("--slice-profile", type=float, default=None, metavar="W",
+                   help="the slice profile the context models are told (default: the simulation's, W or 0)")
     _model_options(p)
     p.set_defaults(func=_evaluate)
 

@@ -91,7 +91,7 @@ def test_output_folder_missing_or_not_writable(tmp_path, capsys, volume_file, mo
 
 @pytest.mark.parametrize(
     "extra,message",
-    [(["--factor", "3"], "power of two"), (["--axis", "4"], "--axis"), (["--model", "magic"], "unknown")],
+    [(["--factor", "9"], "from 2 to 8"), (["--axis", "4"], "--axis"), (["--model", "magic"], "unknown")],
 )
 def test_bad_options(tmp_path, capsys, volume_file, extra, message):
     out = tmp_path / "out.nii.gz"
@@ -113,23 +113,25 @@ def test_4d_single_volume_and_axis_option(tmp_path, capsys):
     assert nib.load(str(tmp_path / "o.nii.gz")).shape == (47, 20, 9)
 
 
-def test_demo_decimates_reconstructs_and_draws(tmp_path, capsys):
+@pytest.mark.parametrize("factor", [2, 3])
+def test_demo_decimates_reconstructs_and_draws(tmp_path, capsys, factor):
     from misr_monai.predictors.registry import DEFAULT_MODEL, load_predictor
     from misr_monai.predictors.network import NetworkPredictor
 
     assert isinstance(load_predictor(DEFAULT_MODEL), NetworkPredictor)  # the shipped, pretrained bundle
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--factor", str(factor)]) == 0
     truth = np.asanyarray(nib.load(str(DEMO_VOLUME)).dataobj)
     decimated = nib.load(str(tmp_path / "demo" / "sub-53_T1w_decimated.nii.gz"))
-    out = nib.load(str(tmp_path / "demo" / f"sub-53_T1w_x2_{DEFAULT_MODEL}.nii.gz"))
-    np.testing.assert_array_equal(np.asanyarray(decimated.dataobj), truth[..., ::2])
-    assert out.shape[2] == 2 * 69 - 1
+    out = nib.load(str(tmp_path / "demo" / f"sub-53_T1w_x{factor}_{DEFAULT_MODEL}.nii.gz"))
+    np.testing.assert_array_equal(np.asanyarray(decimated.dataobj), truth[..., ::factor])
+    kept = len(range(0, truth.shape[2], factor))
+    assert out.shape[2] == factor * (kept - 1) + 1
     np.testing.assert_allclose(out.affine, nib.load(str(DEMO_VOLUME)).affine)  # back on the truth's grid
-    assert (tmp_path / "demo" / "sub-53_T1w_x2.png").stat().st_size > 10_000
+    assert (tmp_path / "demo" / f"sub-53_T1w_x{factor}.png").stat().st_size > 10_000
     line = capsys.readouterr().out.splitlines()[-1]  # "...: PSNR of the new slices: NAME X dB, ..."
     psnr = {k: float(v) for k, v, _ in (item.rsplit(" ", 2) for item in line.split("slices: ")[-1].split(", "))}
-    assert list(psnr) == ["input (every 2nd slice)", "cubic", DEFAULT_MODEL]
-    assert psnr[DEFAULT_MODEL] > psnr["cubic"] > psnr["input (every 2nd slice)"]
+    assert list(psnr) == [f"input (every slice {factor})", "cubic", DEFAULT_MODEL]
+    assert psnr[DEFAULT_MODEL] > psnr["cubic"] > psnr[f"input (every slice {factor})"]
 
 
 def test_default_model_is_the_comparison_best():

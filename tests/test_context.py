@@ -64,7 +64,8 @@ def test_the_end_gaps_of_a_five_slice_volume_are_predicted(tmp_path):
     bundle = tmp_path / "bundle"  # the context bundle, untrained: the spline through all slices, ends included
     shutil.copytree(CONTEXT_BUNDLE / "configs", bundle / "configs")
     (bundle / "models").mkdir()
-    torch.save(ResidualInterpolationNet(in_channels=5, spline_skip=True).state_dict(), bundle / "models" / "model.pt")
+    untrained = ResidualInterpolationNet(in_channels=7, spline_skip=True, conditions=2)
+    torch.save(untrained.state_dict(), bundle / "models" / "model.pt")
     out = cubic_interpolate(slices)
     affine = np.diag([0.8, 0.8, 3.0, 1.0])
     affine[:3, 3] = [-10.0, 5.0, 20.0]
@@ -125,7 +126,9 @@ def test_one_training_iteration_of_the_context_bundle(synthetic, tmp_path):
     })
     workflow.run()
     trainer = workflow.parser.get_parsed_content("train#trainer")
-    assert trainer.state.iteration == 1 and trainer.network.head.conv.in_channels == 5 and trainer.network.spline_skip
+    network = trainer.network
+    assert trainer.state.iteration == 1 and network.head.conv.in_channels == 7 and network.spline_skip
+    assert network.conditions == 2  # told the position and the slice profile
     assert np.isfinite(workflow.parser.get_parsed_content("validate#evaluator").state.metrics["val_psnr"])
     workflow.finalize()
 

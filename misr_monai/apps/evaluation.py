@@ -30,12 +30,6 @@ SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std",
                    "seconds")
 
 
-def protocol_truth(truth: np.ndarray, axis: int, factor: int = 2, thick: bool = False) -> np.ndarray:
-    """The ground truth the protocol scores against: ``truth``, or with ``thick`` the thick-slice simulation of
-    ``../shared/EVALUATION.md`` (filtered along ``axis`` by a box ``factor`` slices wide, float32)."""
-    return thick_slices(truth, axis, factor) if thick else truth
-
-
 POSITION_COLUMNS = ("dataset", "method", "factor", "position", "psnr", "volumes")
 
 
@@ -50,21 +44,28 @@ def position_table(rows: list[dict], factor: int) -> list[dict]:
             for (dataset, method), group in groups.items() for j in range(1, factor)]
 
 
+def protocol_truth(truth: np.ndarray, axis: int, factor: int = 2, thick: float = 0.0) -> np.ndarray:
+    """The ground truth the protocol scores against: ``truth``, or with ``thick`` the thick-slice simulation of
+    ``../shared/EVALUATION.md`` (filtered along ``axis`` by a box ``factor`` slices wide, float32; a number w in (0, 1)
+    makes the box ``w factor`` slices wide: slices thinner than their spacing)."""
+    return thick_slices(truth, axis, float(thick) * factor) if thick else truth
+
+
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor], factor: int = 2,
-                    thick: bool = False, profile: float | None = None):
+                    thick: float = 0.0, profile: float | None = None):
     """Reconstruct ``truth`` from every ``factor``-th slice (0, F, 2F...) with each predictor and score the others; a
     sampling model with K > 1 samples per slice is also scored for calibration
     (:py:func:`~misr_monai.metrics.score_calibration`).
 
-    With ``thick``, ``truth`` is first :py:func:`protocol_truth`'s thick-slice simulation. The predictors are told the
-    slice profile ``profile`` (default: 1 with ``thick``, else 0: what the simulation is); a model that cannot give
-    ``factor`` raises an :py:class:`~misr_monai.io.InputError`.
+    With ``thick`` (True or a width w), ``truth`` is first :py:func:`protocol_truth`'s thick-slice simulation. The
+    predictors are told the slice profile ``profile`` (default: the simulation's, ``float(thick)``); a model that
+    cannot give ``factor`` raises an :py:class:`~misr_monai.io.InputError`.
 
     Returns:
         ``(scores, reconstructions)``: method -> scores (with ``seconds``), method -> reconstructed volume.
     """
     truth = protocol_truth(truth, axis, factor, thick)
-    profile = (1.0 if thick else 0.0) if profile is None else profile
+    profile = float(thick) if profile is None else profile
     kept = np.take(truth, np.arange(0, truth.shape[axis], factor), axis=axis)
     scores, reconstructions = {}, {}
     for name, predict in predictors.items():
@@ -148,10 +149,12 @@ def evaluate(
     figures: bool = True,
     progress: bool = True,
     factor: int = 2,
-    thick: bool = False,
+    thick: float = 0.0,
+    profile: float | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Run the protocol on one split of each datalist: each volume reconstructed from every ``factor``-th slice by
-    every predictor and scored on the others (:py:func:`evaluate_volume`; ``thick``: its thick-slice variant).
+    every predictor and scored on the others (:py:func:`evaluate_volume`; ``thick``: its thick-slice variant, True or
+    a profile width w; ``profile``: the width the models are told, by default the simulation's).
 
     With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}``, ``positions.{csv,md}`` (PSNR per position
     in the gap, :py:func:`position_table`) and, with ``figures``, a slice, a reformat
@@ -170,7 +173,7 @@ def evaluate(
 
     def score(item: dict) -> list[dict]:
         truth, img, axis = read_protocol_volume(item)
-        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick)
+        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick, profile)
         truth = protocol_truth(truth, axis, factor, thick)
         rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
                 for m, s in scores.items()]
