@@ -186,3 +186,19 @@ def test_panels_are_displayed_in_the_radiological_convention(codes):
         # sagittal: superior up, anterior on the left: the corner is the image's top-left pixel in every plane
         assert image[0, 0] == 1 and image.sum() == 1, (codes, plane)
         assert aspect == pytest.approx(expected[plane])
+
+
+def test_compare_at_factor_three_thick_leaves_out_a_midpoint_model_and_writes_positions(experiment, tmp_path, capsys):
+    config, bundle = experiment
+    out = tmp_path / "x3"
+    assert main(["compare", str(config), "--out", str(out), "--factor", "3", "--thick", "true"]) == 0
+    assert f"{bundle}: cannot give x3" in capsys.readouterr().out  # one line; the rest compared
+    summary = _csv(out / "summary.csv")
+    assert {r["method"] for r in summary} == {"linear", "cubic"}
+    positions = _csv(out / "positions.csv")
+    assert [r["position"] for r in positions if r["method"] == "cubic"] == ["1/3", "2/3"]
+    thin = tmp_path / "x3_thin"
+    assert main(["compare", str(config), "--out", str(thin), "--factor", "3"]) == 0
+    cubic = {p: next(r for r in _csv(p / "summary.csv") if r["method"] == "cubic") for p in (out, thin)}
+    assert cubic[out]["slices"] == cubic[thin]["slices"]  # the same slices scored,
+    assert float(cubic[out]["psnr"]) != float(cubic[thin]["psnr"])  # against another truth (the thick one)

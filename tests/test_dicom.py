@@ -122,6 +122,23 @@ def test_dicom_and_nifti_paths_give_the_same_volume(round_trip):
     np.testing.assert_allclose(from_dicom.affine[:3, 3], read_series(T2).affine[:3, 3])
 
 
+def test_a_series_at_factor_three_with_the_profile_its_header_implies(tmp_path):
+    """x3 by the context model: (m - 1) 3 + 1 slices at a third of the spacing, the acquired slices bit for bit, the
+    slice profile read from SliceThickness (3 mm every 3 mm: contiguous, w = 1) and printed."""
+    from misr_monai.dicom import read_series
+
+    result = _run(str(T2), str(tmp_path / "x3"), "--factor", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "x3, spacing 3.000 -> 1.000 mm; slice profile w = 1.00 (SliceThickness 3 mm over spacing 3 mm)" in result.stdout
+    original = read_series(T2)
+    datasets, position, _ = _read_back(tmp_path / "x3")
+    assert len(datasets) == 3 * (19 - 1) + 1
+    np.testing.assert_allclose(np.diff(position), original.spacing / 3, atol=1e-4)
+    for i, source in enumerate(original.datasets):
+        np.testing.assert_array_equal(datasets[3 * i].pixel_array, source.pixel_array)
+    assert read_series(tmp_path / "x3").affine[:3, 3] == pytest.approx(original.affine[:3, 3], abs=1e-3)
+
+
 def _copy(source, target, names=None):
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir()):
