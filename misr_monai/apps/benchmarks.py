@@ -37,19 +37,19 @@ def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
     return np.clip(volume, 0, None, out=volume)
 
 
-def _measure(method: str, shape, device: str, batch_size: int, precision: str, queue) -> None:
+def _measure(method: str, shape, device: str, batch_size: int, precision: str, factor: int, queue) -> None:
     import torch
 
     from misr_monai.predictors.registry import load_predictor
-    from misr_monai.volume import upsample_array
+    from misr_monai.volume import upsample_volume
 
     volume = synthetic_volume(shape)
     predict = load_predictor(method, device, batch_size, precision=precision)
     params, macs = count_macs(predict)
-    upsample_array(volume[..., :3], 2, predict)  # warm-up: oneDNN primitive creation
+    upsample_volume(volume[..., :3], 2, predict, factor)  # warm-up: oneDNN primitive creation
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    out = upsample_array(volume, 2, predict)
+    out = upsample_volume(volume, 2, predict, factor)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -62,7 +62,7 @@ def _measure(method: str, shape, device: str, batch_size: int, precision: str, q
 
 
 def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_size: int = 8,
-                   precisions=("fp32",)) -> dict:
+                   precisions=("fp32",), factor: int = 2) -> dict:
     """Print and return the same-run matmul ceilings and, per method and precision, its time, slices/s, achieved
     multiply-adds per second, their ratio to the ceilings, and peak memory."""
     from misr_monai.interpolation import BASELINES
@@ -72,7 +72,8 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
     half = "bf16" if not device.startswith("cuda") or native_bf16(device) else "fp16"
     kinds = ["fp32", half] if device.startswith("cuda") or native_bf16(device) else ["fp32"]
     ceilings = {k: matmul_ceiling(k, device) for k in kinds}
-    print(f"synthetic volume {shape[0]}x{shape[1]}x{shape[2]} float32, slice axis 2, device {device}, batch {batch_size}")
+    print(f"synthetic volume {shape[0]}x{shape[1]}x{shape[2]} float32, slice axis 2, x{factor}, device {device}, "
+          f"batch {batch_size}")
     print("ceilings (2048x2048 matmul, same run): " + ", ".join(f"{k} {v / 1e9:.1f} GMAC/s" for k, v in ceilings.items()))
     width = max(14, *(len(m) + 2 for m in methods))
     header = f"{'method':<{width}}{'precision':>10}{'seconds':>9}{'slices/s':>10}{'MACs/voxel':>12}{'GMAC/s':>9}"
@@ -82,7 +83,7 @@ def run_benchmarks(methods, shape=(256, 256, 128), device: str = "cpu", batch_si
     for method in methods:
         for precision in precisions[:1] if method in BASELINES else precisions:  # no network: precision is moot
             queue = ctx.Queue()
-            proc = ctx.Process(target=_measure, args=(method, shape, device, batch_size, precision, queue))
+            proc = ctx.Process(target=_measure, args=(method, shape, device, batch_size, precision, factor, queue))
             proc.start()
             proc.join()
             if proc.exitcode != 0:
@@ -114,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "the bundle's)")
     parser.add_argument("--precision", default="fp32", help="comma-separated precisions to time: fp32, bf16 (autocast; "
                         "needs native bfloat16), auto (default: fp32)")
+    parser.add_argument("--factor", type=int, default=2, help="upsampling factor, 2 to 8 (default: 2)")
     parser.add_argument("--training", metavar="BUNDLE", default=None,
                         help="instead: time BUNDLE's own training (a short name or folder): its data pipeline alone, one "
                         "step alone, and end to end with the share of time waiting for data")
@@ -146,7 +148,8 @@ def run_from_args(args: argparse.Namespace) -> dict:
                      **({"datalist_file": args.datalist} if args.datalist else {})}
         return run_training_benchmark(args.training, args.dataset_dir, device, args.iterations, 10, args.iterations,
                                       overrides)
-    return run_benchmarks(args.methods.split(","), tuple(args.shape), device, args.batch_size or 8, precisions)
+    return run_benchmarks(args.methods.split(","), tuple(args.shape), device, args.batch_size or 8, precisions,
+                          args.factor)
 
 
 def main(argv: list[str] | None = None) -> int:
