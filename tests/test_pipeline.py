@@ -30,7 +30,7 @@ def test_many_draws_through_the_bundles_loader_leave_the_cache_bitwise_unchanged
     patches = 0
     for _ in range(3):
         for batch in parser.get_parsed_content("train#dataloader"):
-            assert batch["image"].shape[1:] == (5, 16, 16) and batch["label"].shape[1:] == (1, 16, 16)
+            assert batch["image"].shape[1:] == (7, 16, 16) and batch["label"].shape[1:] == (1, 16, 16)
             assert type(batch["image"]) is torch.Tensor  # no MetaTensor bookkeeping per patch
             batch["image"].add_(1)  # a consumer writing into its batch must not reach the cache
             patches += len(batch["image"])

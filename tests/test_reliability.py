@@ -134,7 +134,9 @@ def test_arguments_are_checked_before_any_work(tmp_path):
          f"output folder {tmp_path / 'missing'} does not exist."),
         ((str(tmp_path / "folder"),), "folder: is a folder; give a file name ending in .nii or .nii.gz."),
         ((str(tmp_path / "folder"), "--overwrite"), "folder: is a folder; give a file name"),
-        ((str(tmp_path / "out.nii.gz"), "--factor", "3"), "--factor must be a power of two"),
+        ((str(tmp_path / "out.nii.gz"), "--factor", "9"), "--factor must be an integer from 2 to 8, got 9."),
+        ((str(tmp_path / "out.nii.gz"), "--spacing", "0"), "--spacing must be a positive number of millimetres"),
+        ((str(tmp_path / "out.nii.gz"), "--slice-thickness", "-1"), "--slice-thickness must be a positive number"),
         ((str(tmp_path / "out.nii.gz"), "--axis", "3"), "--axis must be 0, 1 or 2, got 3."),
         ((str(tmp_path / "out.nii.gz"), "--model", "nonesuch"), "unknown method 'nonesuch'"),
     ]
