@@ -328,7 +328,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--slice-thickness", type=float, default=None, metavar="MM",
                    help="the acquired slice thickness, which the context models are told (over the spacing: 0 thin "
                         "slices with gaps, 1 contiguous thick slices); default: a DICOM series' SliceThickness, "
-                        "for NIfTI an assumed profile (printed)")
+                        "for NIfTI w = 1, contiguous slices (printed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
     p.add_argument("--output-format", choices=("dicom", "nifti"), default="dicom",

@@ -20,7 +20,7 @@ from misr_monai.io import InputError
 from misr_monai.networks.nets import ResidualInterpolationNet, warm_start
 from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.transforms import RandSliceGap, SliceGaps
-from misr_monai.volume import factor_for_spacing, slice_profile, upsample, upsample_volume
+from misr_monai.volume import DEFAULT_PROFILE, factor_for_spacing, slice_profile, upsample, upsample_volume
 from tests.conftest import ROOT, smooth_volume, write_nifti
 
 
@@ -136,7 +136,7 @@ def test_upsample_at_factor_f_keeps_every_acquired_slice_and_divides_the_slice_c
     expected = affine.copy()
     expected[:3, 2] /= factor
     np.testing.assert_allclose(out.affine, expected, atol=1e-6)
-    assert info["factor"] == factor and info["profile"] == 0.0 and src.read_bytes() == before
+    assert info["factor"] == factor and info["profile"] == DEFAULT_PROFILE and src.read_bytes() == before
     [info] = upsample(src, tmp_path / "thick.nii.gz", predictor, spacing=1.0, slice_thickness=3.5)
     assert info["factor"] == 3 and info["profile"] == pytest.approx(1.0)
 
