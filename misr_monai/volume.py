@@ -327,8 +327,8 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
 DEFAULT_PROFILE = 1.0
 """The slice profile's width assumed for a volume whose header does not say its slice thickness (a NIfTI file
 without ``--slice-thickness``): contiguous thick slices. Measured (``scripts/profile_mismatch.py``, the ``context_cnn``
-bundle's docs): told w = 1 on thin slices, ``context_cnn`` stays above ``cubic`` (0.4-0.7 dB below what the right w
-gives); told w = 0 on thick slices it falls 2.5-3.1 dB below ``cubic``."""
+README): told w = 1 on thin slices, ``context_cnn`` stays above ``cubic`` (0.2-1.1 dB below what the right w gives);
+told w = 0 on thick slices it falls up to 3.1 dB below ``cubic``."""
 
 
 class _Grid:
