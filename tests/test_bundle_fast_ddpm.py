@@ -147,8 +147,11 @@ def test_uncertainty_study_writes_correlations_and_figures(random_bundle, synthe
 
 
 def test_untrained_refiner_over_the_context_base_returns_context_cnn(tmp_path):
-    """The bundle's sampler over its shipped base, with a refiner whose output convolution is zero (as
-    DiffusionModelUNet initialises it), upsamples a volume exactly as the ``context_cnn`` bundle does."""
+    """The bundle's sampler over its shipped base (release 0.7.0's x2 ``context_cnn``, ``models/base_model.pt``), with a
+    refiner whose output convolution is zero (as DiffusionModelUNet initialises it), upsamples a volume exactly as that
+    base network does."""
+    from misr_monai.networks.nets import ResidualInterpolationNet
+    from misr_monai.predictors.network import NetworkPredictor
     from misr_monai.predictors.registry import load_predictor
 
     bundle = tiny_fast_ddpm_bundle(tmp_path / "bundle")
@@ -157,7 +160,9 @@ def test_untrained_refiner_over_the_context_base_returns_context_cnn(tmp_path):
     torch.save(state, bundle / "models" / "model.pt")
     slices = np.moveaxis(smooth_volume((40, 36, 9)), 2, 0).astype(np.float32)
     refined = load_predictor(str(bundle), samples=1)(slices)
-    np.testing.assert_allclose(refined, load_predictor("context_cnn")(slices), rtol=0, atol=1e-5 * float(slices.max()))
+    base = ResidualInterpolationNet(in_channels=5, spline_skip=True)
+    base.load_state_dict(torch.load(bundle / "models" / "base_model.pt", weights_only=True))
+    np.testing.assert_allclose(refined, NetworkPredictor(base)(slices), rtol=0, atol=1e-5 * float(slices.max()))
 
 
 def test_calibrate_writes_the_fit_and_upsample_writes_the_calibrated_map(random_bundle, synthetic, tmp_path):
