@@ -58,18 +58,10 @@ def natural_spline_midpoints(knots: torch.Tensor) -> torch.Tensor:
         >>> natural_spline_midpoints(torch.tensor([0.0, 1.0, 4.0, 9.0])).tolist()
         [0.4, 2.35, 6.4]
     """
-    m = knots.shape[0]
     mean = torch.add(knots[:-1], knots[1:]).mul_(0.5)
-    if m < 3:
+    if knots.shape[0] < 3:
         return mean
-    second = torch.add(knots[:-2], knots[2:]).sub_(knots[1:-1], alpha=2).mul_(6)  # right-hand side, then M in place
-    factors = _thomas_factors(m - 2)
-    second[0] *= factors[0]
-    for j in range(1, m - 2):
-        second[j].sub_(second[j - 1]).mul_(factors[j])
-    for j in range(m - 4, -1, -1):
-        second[j].sub_(second[j + 1], alpha=factors[j])
-    second.mul_(1 / 16)
+    second = natural_spline_second_derivatives(knots)[1:-1].mul_(1 / 16)
     mean[1:].sub_(second)
     mean[:-1].sub_(second)
     return mean
