@@ -1,9 +1,11 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""Whole-volume x2 through-plane upsampling: one path for ``misr upsample``, ``misr evaluate`` and the bundles.
+"""Whole-volume through-plane upsampling by a factor from 2 to 8: one path for ``misr upsample``, ``misr evaluate`` and
+the bundles.
 
-A *slice predictor* (:py:data:`~misr_monai.interpolation.SlicePredictor`) maps the ``m`` original slices of a volume,
-stacked on axis 0 as ``(m, H, W)`` floats in the volume's own intensity units, to the ``m - 1`` slices between them: the
-baselines of :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.network.NetworkPredictor`
+A *slice predictor* (:py:class:`~misr_monai.predictors.base.SlicePredictor`) maps the ``m`` original slices of a
+volume, stacked on axis 0 as ``(m, H, W)`` floats in the volume's own intensity units, to the ``m - 1`` slices between
+them, or, if it predicts any factor, to the ``F - 1`` slices of every gap: the baselines of
+:py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.network.NetworkPredictor`
 turns a network into one.
 
 :py:func:`upsample` is the one call for a volume on disk: it picks the reader and writer of its source (a NIfTI file, a
