@@ -137,6 +137,7 @@ def _evaluate(args) -> None:
     from misr_monai.interpolation import BASELINES
     from misr_monai.predictors.registry import load_predictor
     from misr_monai.io import InputError
+    from misr_monai.predictors.base import samples_of
     from misr_monai.volume import check_factor, check_model_factor
 
     methods = [m for m in args.methods.split(",") if m]
@@ -151,6 +152,8 @@ def _evaluate(args) -> None:
                   for m in methods}
     for m, predict in predictors.items():
         check_model_factor(predict, check_factor(args.factor), m)
+        if args.factor != 2 and samples_of(predict) > 1:
+            raise InputError(f"{m}: the mean of several samples (--samples) is scored at --factor 2 only.")
     out = _make_folder(args.out)
     evaluate(args.datalist, args.split, predictors, args.dataset_dir, out, figures=not args.no_figures,
              factor=args.factor, thick=args.thick, profile=args.slice_profile)

@@ -309,7 +309,8 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
             raise InputError(f"{spec['dataset_dir']}: dataset folder of {name} not found.")
     models = _Methods(experiment)
     factor = check_factor(experiment.get("factor", 2))
-    for m in [m for m in methods if samples_of(models[m]) > 1 and factor != 2 or not _gives(models[m], factor)]:
+    unable = [] if factor == 2 else [m for m in methods if samples_of(models[m]) > 1 or not _gives(models[m], factor)]
+    for m in unable:  # at x2 every method can, and no model is loaded before its rows are needed
         print_line(f"{m}: cannot give x{factor} (a midpoint or sampling model); left out of this comparison.")
         methods.remove(m)
     keep = {(f["dataset"], f["volume"]) for f in experiment.get("figures", [])} if factor == 2 else set()

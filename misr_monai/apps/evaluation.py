@@ -157,7 +157,7 @@ def evaluate(
     a profile width w; ``profile``: the width the models are told, by default the simulation's).
 
     With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}``, ``positions.{csv,md}`` (PSNR per position
-    in the gap, :py:func:`position_table`) and, with ``figures``, a slice, a reformat
+    in the gap, :py:func:`position_table`) and, with ``figures`` at factor 2, a slice, a reformat
     and a per-slice PSNR profile against ``cubic`` (:py:func:`~misr_monai.apps.figures.slice_profile_figure`) PNG per
     volume; if the run stops on an error other than a bad volume, or an interruption, the figures it wrote are
     removed.
