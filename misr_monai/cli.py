@@ -65,7 +65,7 @@ def _upsample(args) -> None:
 
     def load():  # called by upsample once the input is read and checked
         predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
-                                 args.self_ensemble)
+                                 args.self_ensemble, args.sharpness)
         if getattr(predict, "precision", None) is not None:
             print(f"{args.model}: {predict.precision} on {device}"
                   + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
@@ -107,7 +107,7 @@ def _demo(args) -> None:
     out = _make_folder(args.out)
     device = _device(args.device)
     predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
-                             args.self_ensemble)
+                             args.self_ensemble, args.sharpness)
     check_model_factor(predict, factor, args.model)
     truth, img = load_volume(DEMO_VOLUME)
     axis = find_slice_axis(img.affine)
@@ -148,7 +148,8 @@ def _evaluate(args) -> None:
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
     device = _device(args.device)
     predictors = {m: load_predictor(m, device, args.batch_size, samples=args.samples, seed=args.seed,
-                                    precision=args.precision, self_ensemble=args.self_ensemble and m not in BASELINES)
+                                    precision=args.precision, self_ensemble=args.self_ensemble and m not in BASELINES,
+                                    sharpness=args.sharpness if m not in BASELINES else None)
                   for m in methods}
     for m, predict in predictors.items():
         check_model_factor(predict, check_factor(args.factor), m)
@@ -305,6 +306,10 @@ def _model_options(p: argparse.ArgumentParser, precision: str = "fp32", std_map:
     p.add_argument("--self-ensemble", action="store_true",
                    help="network models: the mean of 16 predictions under in-plane flips, 90-degree rotations and "
                         "the reversed slice order (16x the time; a model name ending in :se does the same)")
+    p.add_argument("--sharpness", type=float, default=None, metavar="A",
+                   help="srgan: the strength of its refinement of context_cnn, 0 (context_cnn) to 1 (the full GAN); "
+                        "higher gives new slices as sharp as the acquired ones at some PSNR (a model name ending in "
+                        "@A does the same; default: the bundle's)")
 
 
 def _datalist_options(p: argparse.ArgumentParser, split: str) -> None:

@@ -6,7 +6,8 @@ the schema the metadata names (from a local copy when given), ``verify_net_in_ou
 ``ckpt_export`` of ``models/model.pt`` loads and gives the same output as the shipped ``models/model.ts``, whose
 embedded metadata equals ``configs/metadata.json``. ``export_bundle`` regenerates ``models/model.ts`` and
 ``large_files.yml`` after the weights or the metadata change, and the bundle's configs that
-``configs/bundle_configs.yaml`` derives from another bundle's (:py:func:`derived_configs`).
+``configs/bundle_configs.yaml`` derives from another bundle's (:py:func:`derived_configs`), and the metadata's
+``eval_metrics`` from the committed comparison (:py:func:`eval_metrics`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from misr_monai.weights import load_network
 from misr_monai.io import InputError, atomic_write, file_sha256
 
 __all__ = ["ZOO_FILE_LIMIT", "NO_TORCHSCRIPT", "CONFIG_SOURCE", "verify_bundle", "check_formatting", "export_bundle",
-           "large_files_yaml", "requirements", "derived_configs"]
+           "large_files_yaml", "requirements", "derived_configs", "EVAL_SOURCES", "eval_metrics", "stale_eval_metrics"]
 
 ZOO_FILE_LIMIT = 25 * 2**20
 """The Zoo's limit on one file; larger files are listed in ``large_files.yml`` and downloaded."""
@@ -37,6 +38,19 @@ TEXT_SUFFIXES = (".json", ".md", ".yml", ".yaml", ".conf", ".txt")
 
 CONFIG_SOURCE = Path("configs") / "bundle_configs.yaml"
 """Beside ``bundles/`` in the checkout: which bundle config files are derived from another bundle's, and how."""
+
+COMPARISON = Path("docs") / "comparison"
+"""Beside ``bundles/`` in the checkout: the committed comparison (``misr compare configs/comparison.yaml``)."""
+
+EVAL_SOURCES = (
+    ("summary.csv", "", {"psnr": 2, "psnr_core": 2, "ssim": 4, "sharpness": 3, "hf_ratio": 3, "gain_cubic_db": 2,
+                         "coverage_2std": 3, "coverage_2std_cal": 3}),
+    ("factors/x3/summary.csv", "x3_", {"psnr": 2}),
+    ("factors/x2_thick/summary.csv", "thick_x2_", {"gain_cubic_db": 2}),
+)
+"""Where each bundle's ``eval_metrics`` come from: a ``summary.csv`` under :py:data:`COMPARISON`, the key's prefix
+after ``{dataset}_test_``, and the columns taken with their decimals (empty or NaN values are left out)."""
+_KEY_NAMES = {"gain_cubic_db": "gain_over_cubic_db"}
 
 OUTPUT_FOLDERS = ("runs", "eval", "input")
 """What the bundles' configs write or read by default (training runs, results, inputs): not part of the bundle."""
@@ -152,9 +166,65 @@ def derived_configs(root: str | os.PathLike) -> dict[Path, str]:
     return texts
 
 
+def eval_metrics(bundle: str | os.PathLike, root: str | os.PathLike | None = None) -> dict[str, float]:
+    """The ``eval_metrics`` of a shipped bundle, read from the committed comparison of the checkout ``root`` (default:
+    the one this package runs from) as :py:data:`EVAL_SOURCES` says: ``{dataset}_test_{prefix}{metric}``, with
+    ``_kK`` appended for a sampling model's rows (``fast_ddpm:k8``). Empty where ``root`` has no comparison.
+
+    Example: ``ds002748_test_psnr`` of ``context_cnn`` is its ``psnr`` in the ``ds002748`` row of
+    ``docs/comparison/summary.csv``, rounded to 2 decimals.
+    """
+    import csv
+    import math
+
+    from misr_monai.predictors.registry import BUNDLES, bundles_dir, split_samples
+
+    root = Path(root) if root is not None else bundles_dir().parent
+    short = {folder: name for name, folder in BUNDLES.items()}.get(Path(bundle).resolve().name)
+    metrics: dict[str, float] = {}
+    for source, prefix, columns in EVAL_SOURCES:
+        path = root / COMPARISON / source
+        if short is None or not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                name, samples = split_samples(row["method"])
+                if name != short or row["method"].endswith(":se"):
+                    continue
+                suffix = f"_k{samples}" if samples else ""
+                for column, digits in columns.items():
+                    value = float(row.get(column) or "nan")
+                    if not math.isnan(value):
+                        key = f"{row['dataset']}_test_{prefix}{_KEY_NAMES.get(column, column)}{suffix}"
+                        metrics[key] = round(value, digits)
+    return metrics
+
+
+def stale_eval_metrics(bundle: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
+    """The ``eval_metrics`` keys of the bundle's ``configs/metadata.json`` that differ from :py:func:`eval_metrics`
+    (missing, extra or another value), each as ``key: stated -> committed``."""
+    stated = json.loads((Path(bundle) / "configs" / "metadata.json").read_text()).get("eval_metrics", {})
+    committed = eval_metrics(bundle, root)
+    return [f"{k}: {stated.get(k)} -> {committed.get(k)}" for k in sorted(set(stated) | set(committed))
+            if stated.get(k) != committed.get(k)]
+
+
+def _write_eval_metrics(bundle: Path) -> bool:
+    """Set the metadata's ``eval_metrics`` from the committed comparison, where this checkout has one; True if so."""
+    metrics = eval_metrics(bundle)
+    if not metrics:
+        return False
+    path = bundle / "configs" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    if metadata.get("eval_metrics") != metrics:
+        metadata["eval_metrics"] = metrics
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(metadata, indent=4) + "\n"))
+    return True
+
+
 def export_bundle(bundle: str | os.PathLike) -> list[Path]:
-    """Regenerate the bundle's derived configs (:py:func:`derived_configs`, when it is a bundle of this checkout),
-    then ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
+    """Regenerate the bundle's derived configs (:py:func:`derived_configs`, when it is a bundle of this checkout) and
+    its metadata's ``eval_metrics`` (:py:func:`eval_metrics`, likewise), then ``models/model.ts`` (``ckpt_export``, where the network can be scripted) and ``large_files.yml``.
 
     Returns:
         the files written.
@@ -171,6 +241,8 @@ def export_bundle(bundle: str | os.PathLike) -> list[Path]:
             if path.parent.parent.resolve() == bundle.resolve():
                 written.append(bundle / "configs" / path.name)
                 atomic_write(written[-1], lambda tmp, text=text: Path(tmp).write_text(text))
+    if _write_eval_metrics(bundle):
+        written.append(bundle / "configs" / "metadata.json")
     files = _files(bundle)
     if _network_name(bundle) not in NO_TORCHSCRIPT:
         def export(tmp):

@@ -109,14 +109,24 @@ loaded 2-core machine; the main thread has no Python frame left; pytorch/pytorch
 describe gloo work objects freed during finalization)."""
 
 
+RANK_RECORD = [  # before the process group is destroyed: each rank's trained weights and the epoch's data indices
+    "$torch.save({k: v.detach().cpu() for k, v in getattr(@network, 'module', @network).state_dict().items()}, "
+    "os.path.join(@output_dir, f'rank{dist.get_rank()}_weights.pt'))",
+    "$open(os.path.join(@output_dir, f'rank{dist.get_rank()}_indices.txt'), 'w').write(str(list(iter(@train#dataloader.sampler))))",
+    "$dist.is_initialized() and (dist.barrier(), dist.destroy_process_group())",
+]
+
+
 def run_two_process_training(bundle: Path, overrides: dict, port: int) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node=2`` of the bundle's train + multi_gpu_train configs (gloo on CPU).
+    """``torchrun --nproc_per_node=2`` of the bundle's train + multi_gpu_train configs (gloo on CPU); each rank leaves
+    its weights and its data indices in ``output_dir`` (:py:func:`assert_ranks_split_data_and_agree`).
 
     Run again from empty output folders, once, when a rank aborted at exit after both ranks finished training
     (:py:data:`EXIT_ABORT`); any other failure, or that one twice, is returned as it is.
     """
     configs = f"['{bundle / 'configs' / 'train.json'}','{bundle / 'configs' / 'multi_gpu_train.json'}']"
-    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in {"bundle_root": bundle, **overrides}.items()]
+    overrides = {"bundle_root": bundle, **overrides, "finalize": RANK_RECORD}
+    args = [f"--{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
     for attempt in range(2):
         proc = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port + 100 * attempt}",
@@ -130,3 +140,22 @@ def run_two_process_training(bundle: Path, overrides: dict, port: int) -> subpro
             for item in folder.iterdir():
                 shutil.rmtree(item) if item.is_dir() else item.unlink()
     return proc
+
+
+def assert_ranks_split_data_and_agree(out: Path, zero_initialised: str) -> None:
+    """The two ranks of :py:func:`run_two_process_training` drew different parts of the data (``DistributedSampler``)
+    and ended with the same trained weights (gradients averaged every step; the ``zero_initialised`` last layer is
+    no longer zero): two independent runs would train on all the data each, or on different data to different
+    weights."""
+    import ast
+
+    import torch
+
+    indices = [ast.literal_eval((out / f"rank{r}_indices.txt").read_text()) for r in (0, 1)]
+    assert indices[0] != indices[1] and len(indices[0]) == len(indices[1])
+    assert len(set(indices[0]) & set(indices[1])) <= 1  # at most the one index repeated to divide evenly
+    weights = [torch.load(out / f"rank{r}_weights.pt", weights_only=True) for r in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=1e-6, msg=f"ranks differ in {key}")
+    assert weights[0][zero_initialised].abs().sum() > 0, "the ranks did not train"

@@ -16,7 +16,7 @@ from ignite.engine import Events
 
 from misr_monai.cli import main
 from misr_monai.networks.schedulers import FAST_DDPM_TIMESTEPS
-from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, tiny_fast_ddpm_bundle, write_nifti
+from tests.conftest import assert_ranks_split_data_and_agree, bundle_workflow, run_two_process_training, smooth_volume, tiny_fast_ddpm_bundle, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_fast_ddpm"
 TINY = {"network_def#channels": [8, 16, 16, 16], "network_def#num_head_channels": [0, 0, 0, 8],
@@ -80,6 +80,7 @@ def test_two_process_gloo_training(synthetic, tmp_path):
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)
+    assert_ranks_split_data_and_agree(tmp_path, "out.2.conv.weight")
 
 
 @pytest.fixture

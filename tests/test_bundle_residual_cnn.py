@@ -15,7 +15,7 @@ from ignite.engine import Events
 
 from misr_monai.cli import main
 from misr_monai.networks.nets import ResidualInterpolationNet
-from tests.conftest import bundle_workflow, run_two_process_training, smooth_volume, write_nifti
+from tests.conftest import assert_ranks_split_data_and_agree, bundle_workflow, run_two_process_training, smooth_volume, write_nifti
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mri_slice_interpolation_residual_cnn"
 TINY = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
@@ -66,6 +66,7 @@ def test_two_process_gloo_training(synthetic, tmp_path):
     assert (tmp_path / "checkpoint_epoch=1.pt").is_file() and (tmp_path / "model.pt").is_file()
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped from DDP
+    assert_ranks_split_data_and_agree(tmp_path, "tail.conv.weight")
 
 @pytest.fixture
 def random_bundle(tmp_path):

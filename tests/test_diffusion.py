@@ -192,3 +192,9 @@ def test_sampling_predictor_gives_mean_and_std_in_volume_units():
     mean, std = predictor.predict_with_std(slices)
     assert mean.shape == std.shape == (3, 9, 9)
     np.testing.assert_array_equal(predictor(slices), mean)  # re-seeded per volume: the same draw
+    # in volume units: the network works on slices scaled by their percentile, so a volume twice as bright (the same
+    # scaled slices, the same noise) gives a mean and a spread twice as large; scaled units would stay the same
+    mean2, std2 = predictor.predict_with_std(2 * slices)
+    assert float(std.mean()) > 0
+    np.testing.assert_allclose(mean2, 2 * mean, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(std2, 2 * std, rtol=1e-5, atol=1e-3)

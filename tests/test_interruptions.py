@@ -77,7 +77,8 @@ def test_sigkill_at_random_moments_leaves_no_partial_output(volumes, tmp_path):
 
 
 def test_sigkill_during_evaluate_leaves_whole_files(volumes, tmp_path):
-    """Tables and figures of ``misr evaluate`` are whole (parse, decode) or absent, whenever it is killed."""
+    """Tables and figures of ``misr evaluate`` are whole (parse, decode) or absent, whenever it is killed; the kills
+    land while it runs (return code -SIGKILL) and at least one of them between its first and last file."""
     import csv
 
     import matplotlib.image
@@ -86,14 +87,18 @@ def test_sigkill_during_evaluate_leaves_whole_files(volumes, tmp_path):
     names = sorted(p.name for p in (root / "in").iterdir())[:4]
     (tmp_path / "dl.json").write_text(json.dumps({"test": [{"image": n} for n in names]}))
     args = ["evaluate", "--datalist", str(tmp_path / "dl.json"), "--dataset-dir", str(root / "in")]
-    rng = random.Random(1)
+    whole = _misr(*args, "--out", str(tmp_path / "whole"))
+    start = _started(whole, tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    seconds = time.perf_counter() - start
+    total = len([p for p in (tmp_path / "whole").iterdir() if not p.name.startswith(".")])  # figures per volume, tables
     seen = []
-    for k in range(3):
+    for k, share in enumerate((0.3, 0.5, 0.7)):  # the figures are written volume by volume, the tables at the end
         proc = _misr(*args, "--out", str(tmp_path / f"eval{k}"))
         _started(proc, tmp_path / f"eval{k}")  # the CLI makes the folder before the first volume
-        time.sleep(rng.uniform(0, 4.0))
+        time.sleep(share * seconds)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        assert proc.wait() == -signal.SIGKILL  # killed while running, not after it ended
         visible = [p for p in (tmp_path / f"eval{k}").iterdir() if not p.name.startswith(".")]
         for path in visible:
             if path.suffix == ".png":
@@ -102,7 +107,8 @@ def test_sigkill_during_evaluate_leaves_whole_files(volumes, tmp_path):
                 rows = len(list(csv.DictReader(path.open())))
                 assert rows == 2 * len(names) if path.name == "per_volume.csv" else rows == 2  # linear and cubic
         seen.append(len(visible))
-    print(f"evaluate killed 3 times: visible files {seen}, all whole")
+    print(f"evaluate ({seconds:.1f} s, {total} files) killed 3 times: visible files {seen}, all whole")
+    assert any(0 < n < total for n in seen)  # a kill landed between the first file and the last
 
 
 def test_two_writers_in_one_folder(volumes, tmp_path):

@@ -21,7 +21,8 @@ CNN = {"network_def#channels": 8, "network_def#num_res_blocks": 1}
 TINY = {  # small networks for the known bundles; a new bundle is trained as it ships
     "mri_slice_interpolation_residual_cnn": CNN,
     "mri_slice_interpolation_context_cnn": {"channels": 8, "num_res_blocks": 1},
-    "mri_slice_interpolation_srgan": {**CNN, "discriminator_def#channels": 8},
+    "mri_slice_interpolation_srgan": {"channels": 8, "num_res_blocks": 1, "init_from_base": False,
+                                      "discriminator_def#channels": 8},
     "mri_slice_interpolation_fast_ddpm": {"network_def#channels": [8, 16, 16, 16],
                                           "network_def#num_head_channels": [0, 0, 0, 8], "network_def#norm_num_groups": 8},
 }

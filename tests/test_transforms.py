@@ -90,11 +90,19 @@ def test_triplet_target_is_exactly_the_middle_slice():
 
 
 def test_triplet_pads_small_slices_and_uses_the_slice_axis():
-    img = MetaTensor(torch.rand(1, 5, 10, 12), affine=torch.diag(torch.tensor([3.0, 1.0, 1.0, 1.0])))
-    img = SliceAxis()(img)
-    x, y = RandSliceTriplet(patch_size=(16, 16), min_foreground=0.0).set_random_state(0)(img)
-    assert x.shape == (2, 16, 16) and y.shape == (1, 16, 16)
-    assert float(y[0, 10:].abs().sum()) == 0.0  # zero padding beyond the 10x12 slice
+    # 5 slices of 10x12 along axis 0 (3 mm apart), slice i filled with i + 1: a triplet cut along another axis would
+    # mix values within a slice and have another in-plane shape
+    vol = torch.arange(1.0, 6.0).view(1, 5, 1, 1).expand(1, 5, 10, 12).clone()
+    img = SliceAxis()(MetaTensor(vol, affine=torch.diag(torch.tensor([3.0, 1.0, 1.0, 1.0]))))
+    for seed in range(4):
+        x, y = RandSliceTriplet(patch_size=(16, 16), min_foreground=0.0).set_random_state(seed)(img)
+        assert x.shape == (2, 16, 16) and y.shape == (1, 16, 16)
+        middle = float(y[0, 0, 0])
+        assert middle in (2.0, 3.0, 4.0)  # an inner slice along axis 0
+        torch.testing.assert_close(y[0, :10, :12], torch.full((10, 12), middle))  # the whole 10x12 slice
+        torch.testing.assert_close(x[:, :10, :12], torch.stack([torch.full((10, 12), middle - 1),
+                                                                 torch.full((10, 12), middle + 1)]))
+        assert float(y[0, 10:].abs().sum()) == 0.0 and float(y[0, :, 12:].abs().sum()) == 0.0  # zero padding
 
 
 def test_seeded_sampling_replays():

@@ -26,7 +26,7 @@ __all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluat
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
-                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", *CALIBRATION_METRICS, "gain_db",
+                   "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", "hf_ratio", *CALIBRATION_METRICS, "gain_db",
                    "seconds")
 
 

@@ -136,7 +136,9 @@ Command: `{command or 'misr compare'}`
 
 PSNR and SSIM in the protocol's convention; `tp_ratio` is through-plane continuity (1 ideal, below 1 too smooth,
 above 1 flicker); `sharpness` is the mean |in-plane Laplacian| of the new slices over that of the original slices of
-the same volume (1 ideal: no alternation of sharp and soft slices when scrolling; below 1 blurrier); gains are mean PSNR differences; params and multiply-adds per output voxel are counted on the
+the same volume (1 ideal: no alternation of sharp and soft slices when scrolling; below 1 blurrier); `hf_ratio` is
+their foreground power above half the in-plane Nyquist frequency over the original slices' (above 1: added noise or
+texture); gains are mean PSNR differences; params and multiply-adds per output voxel are counted on the
 network by `torch.utils.flop_counter` (every denoising pass and sample of a sampling model).
 
 {summary_markdown(summary, metrics)}

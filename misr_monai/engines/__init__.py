@@ -1,12 +1,12 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
-from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, adversarial_stats
+from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrainer, SharpnessRatio, adversarial_stats
 from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
 from .determinism import EpochSeedHandler
 from .distributed import RANK_ZERO_HANDLERS, handlers_for_rank
 from .timing import DataWaitHandler
 
 __all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
-           "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
+           "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "SharpnessRatio", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
            "versions"]

@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 from .adversarial import DiscriminatorAdversarialLoss, GeneratorAdversarialLoss
+from .detail import DetailedL1Loss, GradientVarianceLoss
 
-__all__ = ["DiscriminatorAdversarialLoss", "GeneratorAdversarialLoss"]
+__all__ = ["DetailedL1Loss", "DiscriminatorAdversarialLoss", "GeneratorAdversarialLoss", "GradientVarianceLoss"]

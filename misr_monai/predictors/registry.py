@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "bundle_folder", "load_predictor",
+__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "split_sharpness", "bundle_folder", "load_predictor",
            "read_calibration", "write_calibration"]
 
 BUNDLES = {
@@ -42,6 +42,16 @@ def split_samples(method: str) -> tuple[str, int | None]:
     return (match["name"], int(match["samples"])) if match else (method, None)
 
 
+_SHARPNESS = re.compile(r"(?P<name>.+)@(?P<sharpness>[0-9.]+)")
+
+
+def split_sharpness(method: str) -> tuple[str, float | None]:
+    """A method name and the sharpness it names: ``"srgan@0.5"`` is ``srgan`` with its refinement at half strength,
+    ``("srgan", 0.5)``; a name without the ``@A`` suffix gives ``(method, None)``."""
+    match = _SHARPNESS.fullmatch(method)
+    return (match["name"], float(match["sharpness"])) if match else (method, None)
+
+
 def bundles_dir() -> Path:
     """The folder of the shipped bundles: ``bundles/`` of the source checkout this package runs from (an editable
     install, where training updates them), else the copy an installed wheel carries as package data.
@@ -65,16 +75,18 @@ def bundles_dir() -> Path:
 def bundle_folder(method: str) -> Path | None:
     """The bundle folder named by ``method`` (a short name or a path, with or without ``:kK``), or None when it names
     none."""
-    method = split_samples(method.removesuffix(SELF_ENSEMBLE))[0]
+    method = split_sharpness(split_samples(method.removesuffix(SELF_ENSEMBLE))[0])[0]
     folder = bundles_dir() / BUNDLES[method] if method in BUNDLES else Path(method)
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 
 def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
-                   samples: int = 1, seed: int | None = None, precision: str = "fp32", self_ensemble: bool = False):
+                   samples: int = 1, seed: int | None = None, precision: str = "fp32", self_ensemble: bool = False,
+                   sharpness: float | None = None):
     """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder,
     for a sampling model optionally with the samples per slice (``fast_ddpm:k8``, which overrides ``samples``), for
-    a network model optionally with its self-ensemble (``context_cnn:se``, or ``self_ensemble``).
+    a network model optionally with its self-ensemble (``context_cnn:se``, or ``self_ensemble``), for a refinement
+    model optionally with its sharpness (``srgan@0.5``, or ``sharpness``: 0 its base, 1 the full refinement).
 
     A bundle's ``configs/inference.json`` defines its ``predictor`` (network, weights, scaling); ``device`` and
     ``batch_size`` override the config's, and so do ``samples`` (K samples per slice) and ``seed`` for a sampling
@@ -97,6 +109,8 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     if method.endswith(SELF_ENSEMBLE):
         method, self_ensemble = method.removesuffix(SELF_ENSEMBLE), True
     method, named_samples = split_samples(method)
+    method, named_sharpness = split_sharpness(method)
+    sharpness = sharpness if named_sharpness is None else named_sharpness
     folder = bundle_folder(method)
     if folder is None:
         choices = ", ".join([*BASELINES, *BUNDLES])
@@ -118,6 +132,12 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
         parser.update({"self_ensemble": self_ensemble})
     elif self_ensemble:
         raise InputError(f"{method}: a self-ensemble ({SELF_ENSEMBLE}, --self-ensemble) needs a network model, not a sampler.")
+    if sharpness is not None:
+        if "sharpness" not in parser:
+            raise InputError(f"{method}: has no sharpness knob (--sharpness, @A); srgan has.")
+        if not 0.0 <= sharpness <= 1.0:
+            raise InputError(f"--sharpness must be in [0, 1] (0: the base model, 1: the full refinement), got {sharpness}.")
+        parser.update({"sharpness": sharpness})
     if not Path(parser.get_parsed_content("checkpoint")).is_file():
         raise InputError(f"{folder}: no weights at {parser.get_parsed_content('checkpoint')}; train the bundle first.")
     try:
