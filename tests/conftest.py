@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from pathlib import Path
 
@@ -21,9 +22,41 @@ DATA_VARIANTS = {"mri_slice_interpolation_context_cnn_brain": "mri_slice_interpo
 slow per-bundle suites (bad input, resume) run their code paths once, on the other."""
 CODE_BUNDLES = [b for b in BUNDLES if b.name not in DATA_VARIANTS]
 """One bundle per code path, for the slow per-bundle suites."""
-SCHEMA = Path(__file__).parent / "testing_data" / "meta_schema_20240725.json"
-"""Offline stand-in for the Zoo's metadata schema (see the file's ``$comment``)."""
+SCHEMA = ROOT.parent / "shared" / "zoo" / "meta_schema_20240725.json"
+"""The Model Zoo's metadata schema (the one the bundles' metadata names), read from ``../shared/zoo/`` as
+``verify_metadata`` would download it."""
 needs_shared = pytest.mark.skipif(not SHARED_MRI.is_dir(), reason="../shared/data/mri is absent")
+needs_schema = pytest.mark.skipif(not SCHEMA.is_file(), reason="../shared/zoo/meta_schema_20240725.json is absent")
+
+
+SUITE_RECORD = "MISR_SUITE_RECORD"
+"""The environment variable naming a JSON file to record the run's counts and time in (``.ci/run`` sets it; the
+README's numbers about the suite are written from that record by ``scripts/suite_readme.py``)."""
+_NEED_SHARED = pytest.StashKey[int]()
+_START = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_START] = time.perf_counter()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Count the tests that skip without ``../shared`` (a ``skipif`` whose reason names it)."""
+    config.stash[_NEED_SHARED] = sum(any("../shared" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif"))
+                                     for item in items)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line of counts and time; with ``MISR_SUITE_RECORD`` set, the same as JSON in that file."""
+    stats = terminalreporter.stats
+    record = {key: len([r for r in stats.get(key, []) if getattr(r, "when", "call") in ("call", "setup")])
+              for key in ("passed", "failed", "skipped", "error")}
+    record["need_shared"] = config.stash.get(_NEED_SHARED, 0)
+    record["seconds"] = round(time.perf_counter() - config.stash.get(_START, time.perf_counter()))
+    terminalreporter.write_line(f"suite: {record['passed']} passed, {record['failed']} failed, {record['skipped']} "
+                                f"skipped in {record['seconds']} s; {record['need_shared']} need ../shared")
+    if os.environ.get(SUITE_RECORD):
+        Path(os.environ[SUITE_RECORD]).write_text(json.dumps(record) + "\n")
 
 
 def smooth_volume(shape=(24, 20, 9), seed=0, dtype=np.float32) -> np.ndarray:

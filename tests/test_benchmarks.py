@@ -75,7 +75,9 @@ def test_channels_last_and_bf16_match_fp32_nchw():
     np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-4 * scale)
     if precision_module.native_bf16():
         bf16 = NetworkPredictor(net, precision="bf16")(slices)
-        assert 0 < np.abs(bf16 - reference).max() < 0.05 * scale  # bf16 keeps 8 bits of mantissa
+        # bf16 keeps 8 bits of mantissa: the network's convolutions round (measured: at most 0.12% of the scale), while
+        # the slices and the skip stay float32 (rounding the slices to bf16 too: 0.32%, measured)
+        assert 0 < np.abs(bf16 - reference).max() < 0.003 * scale
 
 
 def test_batches_are_bounded_by_pixels_not_batch_size(monkeypatch):

@@ -164,7 +164,7 @@ def test_datalist_and_evaluate_on_synthetic_data(tmp_path, capsys):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae",
-                             "mse", "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", "coverage_2std",
+                             "mse", "edge_ratio", "psnr_vol", "psnr_core", "tp_ratio", "sharpness", "hf_ratio", "coverage_2std",
                              "coverage_2std_cal", "spearman_std", "gain_db", "seconds"]
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"linear", "cubic"} and by_method["linear"]["volumes"] == "4"

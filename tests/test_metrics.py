@@ -40,6 +40,9 @@ def test_background_slices_are_skipped():
     truth[2, 4:12, 4:12] = 1.0
     m = slice_metrics(truth, truth * 0.5)
     assert m["psnr"].shape == (1,)
+    # the scored slice is slice 2: its error is 0.5 on a quarter of it (slice 0 would give the PSNR floor, slice 1 34 dB)
+    assert m["psnr"][0] == pytest.approx(10 * np.log10(1 / (0.25 * 0.25)))
+    assert m["mae"][0] == pytest.approx(0.5 * 0.25)
 
 
 def test_blur_lowers_edge_ratio():
@@ -148,3 +151,21 @@ def test_conformal_calibration_covers_new_voxels_at_its_level():
     assert calibrated_coverage(error, std, (a, b)) == pytest.approx(0.90, abs=0.01)
     with pytest.raises(ValueError):
         fit_std_calibration(error, std, "isotonic")
+
+
+def test_high_frequency_ratio_tells_blur_from_invented_detail():
+    from scipy.ndimage import gaussian_filter
+
+    from misr_monai.metrics import high_frequency_ratio
+
+    rng = np.random.default_rng(0)
+    volume = np.clip(gaussian_filter(rng.random((9, 48, 48)), 1.0) * 4 - 1.5, 0, 1)  # foreground with fine texture
+    assert high_frequency_ratio(volume) == pytest.approx(1.0, abs=0.25)  # slices of one texture
+    soft = volume.copy()
+    soft[1::2] = gaussian_filter(volume[1::2], (0, 1.5, 1.5))
+    noisy = volume.copy()
+    noisy[1::2] += rng.normal(0, 0.1, noisy[1::2].shape) * (volume[1::2] > 0.05)
+    assert high_frequency_ratio(soft) < 0.3 < 2.0 < high_frequency_ratio(noisy)
+    background = volume.copy()
+    background[1::2] += rng.normal(0, 0.01, background[1::2].shape) * (volume[1::2] <= 0.05)  # outside the foreground
+    assert high_frequency_ratio(background) == pytest.approx(high_frequency_ratio(volume), rel=0.05)

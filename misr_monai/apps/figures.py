@@ -16,6 +16,7 @@ from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 
 __all__ = [
     "PLANE_NAMES",
+    "reformat_figure",
     "PLANE_LETTERS",
     "display_plane",
     "column_spacing",
@@ -114,17 +115,57 @@ def reformat_axis(affine, axis: int) -> int:
     return min(others, key=lambda a: world[a])
 
 
-def _zoom_box(image: np.ndarray) -> tuple[slice, slice]:
-    """A box a third of the image's size, centred where the in-plane gradient of ``image`` is strongest on average."""
+def _zoom_box(image: np.ndarray, aspect: float | None = None) -> tuple[slice, slice]:
+    """A box a third of the image's size, centred where the in-plane gradient of ``image`` is strongest on average;
+    with ``aspect`` (pixel height over width) a third of its width and as tall in mm, at most the image's height."""
     from scipy.ndimage import uniform_filter
 
     h, w = image.shape
     bh, bw = max(h // 3, 1), max(w // 3, 1)
+    if aspect is not None:
+        bh = min(h, max(bh, round(bw / aspect)))
     gy, gx = np.gradient(image)
     energy = uniform_filter(np.hypot(gx, gy), size=(bh, bw), mode="constant")
     r, c = np.unravel_index(int(np.argmax(energy)), energy.shape)
     r0, c0 = min(max(r - bh // 2, 0), h - bh), min(max(c - bw // 2, 0), w - bw)
     return slice(r0, r0 + bh), slice(c0, c0 + bw)
+
+
+def reformat_figure(rows: list[dict], path: str | os.PathLike, title: str) -> None:
+    """Zoomed reformats through the slice axis, one row per volume and one column per method: what a reader scrolling
+    sagittally or coronally sees of the new slices (soft ones between sharp ones show as bands).
+
+    Args:
+        rows: each ``{"name", "truth", "reconstructions": {method: volume}, "affine", "axis", "scores": {method:
+            {metric: value}}}``, volumes on the protocol's [0, 1] scale, the truth cut to the reconstructions' extent.
+        path: the PNG to write.
+        title: the figure's title.
+    """
+    plt = _pyplot()
+    columns = ["truth", *rows[0]["reconstructions"]]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.2 * len(columns), 3.6 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        cut = reformat_axis(row["affine"], row["axis"])
+        index = row["truth"].shape[cut] // 2
+        planes = {name: display_plane(volume, row["affine"], cut, index)
+                  for name, volume in {"truth": row["truth"], **row["reconstructions"]}.items()}
+        truth, aspect, plane = planes["truth"]
+        box = _zoom_box(truth, aspect)
+        for c, name in enumerate(columns):
+            ax = axes[r, c]
+            ax.imshow(planes[name][0][box], cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            score = row["scores"].get(name)
+            label = name if score is None else (f"{name}\nPSNR {score['psnr']:.2f} dB, sharpness "
+                                                f"{score['sharpness']:.2f}, hf {score['hf_ratio']:.2f}")
+            ax.set_title(label, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{row['name']}\n{plane}, zoomed", fontsize=8)
+                label_panel(ax, plane, column_spacing(row["affine"], cut), box[1].stop - box[1].start)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def comparison_figure(
