@@ -42,14 +42,18 @@ CONFIG_SOURCE = Path("configs") / "bundle_configs.yaml"
 COMPARISON = Path("docs") / "comparison"
 """Beside ``bundles/`` in the checkout: the committed comparison (``misr compare configs/comparison.yaml``)."""
 
+_COLUMNS = {"psnr": 2, "psnr_core": 2, "ssim": 4, "sharpness": 3, "hf_ratio": 3, "gain_cubic_db": 2,
+            "coverage_2std": 3, "coverage_2std_cal": 3}
 EVAL_SOURCES = (
-    ("summary.csv", "", {"psnr": 2, "psnr_core": 2, "ssim": 4, "sharpness": 3, "hf_ratio": 3, "gain_cubic_db": 2,
-                         "coverage_2std": 3, "coverage_2std_cal": 3}),
-    ("factors/x3/summary.csv", "x3_", {"psnr": 2}),
-    ("factors/x2_thick/summary.csv", "thick_x2_", {"gain_cubic_db": 2}),
+    ("summary.csv", "", _COLUMNS, None),
+    ("release_0.7.0/summary.csv", "", _COLUMNS, ("fast_ddpm:k8",)),
+    ("factors/x3/summary.csv", "x3_", {"psnr": 2}, None),
+    ("factors/x2_thick/summary.csv", "thick_x2_", {"gain_cubic_db": 2}, None),
 )
 """Where each bundle's ``eval_metrics`` come from: a ``summary.csv`` under :py:data:`COMPARISON`, the key's prefix
-after ``{dataset}_test_``, and the columns taken with their decimals (empty or NaN values are left out)."""
+after ``{dataset}_test_``, the columns taken with their decimals (empty or NaN values are left out), and the methods
+taken from it (None: every method). ``fast_ddpm:k8`` (weights unchanged since, 40 CPU minutes a run) is release 0.7.0's
+run."""
 _KEY_NAMES = {"gain_cubic_db": "gain_over_cubic_db"}
 
 OUTPUT_FOLDERS = ("runs", "eval", "input")
@@ -182,14 +186,14 @@ def eval_metrics(bundle: str | os.PathLike, root: str | os.PathLike | None = Non
     root = Path(root) if root is not None else bundles_dir().parent
     short = {folder: name for name, folder in BUNDLES.items()}.get(Path(bundle).resolve().name)
     metrics: dict[str, float] = {}
-    for source, prefix, columns in EVAL_SOURCES:
+    for source, prefix, columns, methods in EVAL_SOURCES:
         path = root / COMPARISON / source
         if short is None or not path.is_file():
             continue
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 name, samples = split_samples(row["method"])
-                if name != short or row["method"].endswith(":se"):
+                if name != short or row["method"].endswith(":se") or (methods and row["method"] not in methods):
                     continue
                 suffix = f"_k{samples}" if samples else ""
                 for column, digits in columns.items():

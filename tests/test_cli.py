@@ -230,3 +230,16 @@ def test_an_output_that_is_the_input_is_refused_with_or_without_overwrite(tmp_pa
         assert "this is the input" in capsys.readouterr().err
     assert main(["upsample", str(tmp_path), str(tmp_path), "--model", "linear", "--overwrite"]) == 2  # a folder onto itself
     assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
+
+
+def test_readme_states_the_recorded_suite_run():
+    """The README's counts and time of the suite are written from the record of the run that produced them
+    (`.ci/run` writes it; scripts/suite_readme.py copies it to docs/suite.json and writes the line)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suite_readme", ROOT / "scripts" / "suite_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    record = json.loads((ROOT / "docs" / "suite.json").read_text())
+    assert record["passed"] > 0 and record["failed"] == 0
+    assert module.suite_line(record) in (ROOT / "README.md").read_text()

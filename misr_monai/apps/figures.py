@@ -321,8 +321,13 @@ def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str |
 
     Returns:
         tag -> ``(steps, values)`` as plotted (of the first run); tags with no events are left out.
+
+    Raises:
+        InputError: no event file under ``log_dir``, or none with any of ``tags``.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from misr_monai.io import InputError
 
     runs: dict[str, dict[str, dict[int, float]]] = {}
     for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
@@ -332,6 +337,9 @@ def scalar_curve_figure(log_dir: str | os.PathLike, tags: list[str], path: str |
         for tag in set(tags) & set(acc.Tags()["scalars"]):
             run.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})  # resumed runs overlap
     present = [t for t in tags if any(t in r for r in runs.values())]
+    if not present:
+        found = "no TensorBoard event files" if not runs else f"no scalars {', '.join(tags)} in its event files"
+        raise InputError(f"{log_dir}: {found}.")
     plt = _pyplot()
     fig, axes = plt.subplots(len(present) or 1, 1, figsize=(7, 3 * max(len(present), 1)), squeeze=False)
     curves: dict[str, tuple[list[int], list[float]]] = {}
