@@ -8,20 +8,22 @@ Usage: scripts/sharpness_curve.py SUMMARY.csv OUT.png   (prints the markdown tab
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
-from misr_monai.predictors.registry import split_sharpness
+from misr_monai.predictors.registry import bundle_folder, split_sharpness
 
 
 def main(argv: list[str]) -> int:
     rows = list(csv.DictReader(open(argv[0], newline="")))
     out = Path(argv[1])
     cubic = {r["dataset"]: float(r["psnr"]) for r in rows if r["method"] == "cubic"}
+    default = json.loads((bundle_folder("srgan") / "configs" / "inference.json").read_text())["sharpness"]
     points: dict[str, list[tuple[float, dict]]] = {}
     for r in rows:
         name, a = split_sharpness(r["method"])
-        a = 0.0 if r["method"] == "context_cnn" else a
+        a = 0.0 if r["method"] == "context_cnn" else default if r["method"] == "srgan" else a
         if a is not None and name in ("srgan", "context_cnn"):
             points.setdefault(r["dataset"], []).append((a, r))
     print("| test split | A | PSNR | gain over cubic | psnr_core (cubic) | sharpness | hf_ratio | edge_ratio | tp_ratio |")
@@ -29,7 +31,7 @@ def main(argv: list[str]) -> int:
     core = {r["dataset"]: float(r["psnr_core"]) for r in rows if r["method"] == "cubic"}
     for dataset, series in points.items():
         for a, r in sorted(series, key=lambda p: p[0]):
-            print(f"| {dataset} | {a:g} | {float(r['psnr']):.2f} | {float(r['psnr']) - cubic[dataset]:+.2f} | "
+            print(f"| {dataset} | {a:g}{' (default)' if a == default else ''} | {float(r['psnr']):.2f} | {float(r['psnr']) - cubic[dataset]:+.2f} | "
                   f"{float(r['psnr_core']):.2f} ({core[dataset]:.2f}) | {float(r['sharpness']):.3f} | "
                   f"{float(r['hf_ratio']):.3f} | {float(r['edge_ratio']):.3f} | {float(r['tp_ratio']):.3f} |")
     import matplotlib
