@@ -4,6 +4,7 @@ TorchScript export."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -136,10 +137,10 @@ def test_adversarial_iteration_judges_the_slice_in_context_and_keeps_the_base(sy
 
     def reals_are_targets(engine):
         out = engine.state.output
-        real_input = seen[-1]  # the discriminator's input for the reals: the generator's input + the true slice
+        real_input = seen[-1]  # for the reals: the generator's input and the true slice's difference from the spline
         assert real_input.shape[1] == 8
         torch.testing.assert_close(real_input[:, :7], out["image"].float())
-        torch.testing.assert_close(real_input[:, 7:], out["label"].float())
+        torch.testing.assert_close(real_input[:, 7:], 10.0 * (out["label"].float() - out["image"][:, 6:7].float()))
         checked.append(engine.state.iteration)
 
     trainer.add_event_handler(AdversarialIterationEvents.DISCRIMINATOR_REALS_FORWARD_COMPLETED, reals_are_targets)
@@ -262,7 +263,8 @@ def test_ckpt_export_torchscript_round_trip(random_bundle, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     scripted = torch.jit.load(str(ts))
-    net = RefinedInterpolationNet(_context(64, 5))
+    sharpness = json.loads((random_bundle / "configs" / "inference.json").read_text())["sharpness"]
+    net = RefinedInterpolationNet(_context(64, 5), strength=sharpness)  # the knob's default, exported with it
     net.load_state_dict(torch.load(random_bundle / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 7, 24, 24)
     torch.testing.assert_close(scripted(x), net.eval()(x))
