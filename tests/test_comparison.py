@@ -15,7 +15,7 @@ import misr_monai.apps.figures as figures
 from misr_monai.cli import main
 from misr_monai.apps.comparison import load_experiment, paired_statistics
 from misr_monai.apps.figures import display_plane
-from tests.conftest import tiny_fast_ddpm_bundle
+from tests.conftest import ROOT, tiny_fast_ddpm_bundle
 
 METRIC_COLUMNS = ("slices", "psnr", "psnr_fg", "ssim", "mae", "mse", "edge_ratio", "tp_ratio")
 
@@ -202,3 +202,25 @@ def test_compare_at_factor_three_thick_leaves_out_a_midpoint_model_and_writes_po
     cubic = {p: next(r for r in _csv(p / "summary.csv") if r["method"] == "cubic") for p in (out, thin)}
     assert cubic[out]["slices"] == cubic[thin]["slices"]  # the same slices scored,
     assert float(cubic[out]["psnr"]) != float(cubic[thin]["psnr"])  # against another truth (the thick one)
+
+
+def test_cached_results_of_a_refinement_model_depend_on_its_sharpness(tmp_path):
+    """A cached srgan row is keyed by the sharpness it ran at: the name's (srgan@0.5) or, for the bare name, its
+    bundle's default, so a changed default is recomputed rather than reused."""
+    import json
+    import shutil
+
+    from misr_monai.apps.comparison import _Methods
+
+    bundle = tmp_path / "srgan"
+    shutil.copytree(ROOT / "bundles" / "mri_slice_interpolation_srgan" / "configs", bundle / "configs")
+    (bundle / "models").mkdir()
+    (bundle / "models" / "model.pt").write_bytes(b"weights")
+    methods = _Methods({})
+    default = json.loads((bundle / "configs" / "inference.json").read_text())["sharpness"]
+    assert methods.settings(str(bundle))["sharpness"] == default
+    assert methods.settings(f"{bundle}@0.5")["sharpness"] == 0.5
+    config = json.loads((bundle / "configs" / "inference.json").read_text())
+    (bundle / "configs" / "inference.json").write_text(json.dumps({**config, "sharpness": 0.3}))
+    assert _Methods({}).settings(str(bundle))["sharpness"] == 0.3
+    assert "sharpness" not in methods.settings("residual_cnn")

@@ -21,7 +21,8 @@ from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, POSITION_COLUMNS, SU
                                         position_table, protocol_volumes, read_protocol_volume, run_protocol, summarize)
 from misr_monai.apps.tables import write_table
 from misr_monai.predictors.base import is_sampling, samples_of
-from misr_monai.predictors.registry import bundle_folder, load_predictor, read_calibration, split_samples
+from misr_monai.predictors.registry import (SELF_ENSEMBLE, bundle_folder, load_predictor, read_calibration,
+                                            split_samples, split_sharpness)
 from misr_monai.interpolation import BASELINES
 from misr_monai.io import InputError, atomic_write, file_sha256, load_volume, print_line
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
@@ -59,6 +60,14 @@ def load_experiment(config: str | os.PathLike, overrides: dict | None = None) ->
 
 
 
+def _sharpness(method: str, folder: Path) -> float | None:
+    """The sharpness a refinement model runs at: the one its name gives (``srgan@0.5``), else its bundle's default;
+    None for a model without the knob."""
+    default = json.loads((folder / "configs" / "inference.json").read_text()).get("sharpness")
+    named = split_sharpness(split_samples(method.removesuffix(SELF_ENSEMBLE))[0])[1]
+    return None if default is None else float(default if named is None else named)
+
+
 class _Methods:
     """Predictors loaded on first use, and each method's settings (what its cached results depend on)."""
 
@@ -79,6 +88,9 @@ class _Methods:
                 "samples": split_samples(method)[1] or self.experiment.get("samples", 1),
                 "seed": self.experiment.get("seed", 0),
                 "precision": self.precision(method)}
+            knob = None if weights is None else _sharpness(method, folder)
+            if knob is not None:  # a refinement model: its results depend on its knob, named or its config's default
+                self.known[method]["sharpness"] = knob
         return self.known[method]
 
     def calibration(self, method: str) -> tuple[float, float] | None:
