@@ -1,5 +1,5 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The ``misr`` command: upsample, evaluate, compare, uncertainty, datalist, demo, curve, benchmark.
+"""The ``misr`` command: upsample, adapt, evaluate, compare, uncertainty, datalist, demo, curve, benchmark.
 
 Heavy imports (torch, MONAI) happen inside the subcommands, so ``misr --help`` is instant. Bad input ends with one
 line on stderr naming the file and the problem, exit code 2, and nothing written.
@@ -65,7 +65,7 @@ def _upsample(args) -> None:
 
     def load():  # called by upsample once the input is read and checked
         predict = load_predictor(args.model, device, args.batch_size, True, args.samples, args.seed, args.precision,
-                                 args.self_ensemble, args.sharpness)
+                                 args.self_ensemble, args.sharpness, args.adapt)
         if getattr(predict, "precision", None) is not None:
             print(f"{args.model}: {predict.precision} on {device}"
                   + (f" (--precision {args.precision})" if args.precision == "auto" else ""))
@@ -140,10 +140,13 @@ def _evaluate(args) -> None:
     from misr_monai.predictors.base import samples_of
     from misr_monai.volume import check_factor, check_model_factor
 
+    from misr_monai.apps.comparison import with_adapted
+
     methods = [m for m in args.methods.split(",") if m]
     for required in ("cubic", "linear"):
         if required not in methods:
             methods.insert(0, required)
+    methods = with_adapted(methods, args.adapt)
     if not Path(args.dataset_dir).is_dir():
         raise InputError(f"{args.dataset_dir}: dataset folder not found.")
     device = _device(args.device)
@@ -160,6 +163,17 @@ def _evaluate(args) -> None:
              factor=args.factor, thick=args.thick, profile=args.slice_profile)
     print((out / "summary.md").read_text(), end="")
     print(f"tables and figures in {out}")
+
+
+def _adapt(args) -> None:
+    from misr_monai.adaptation import describe_adaptation
+    from misr_monai.apps.adaptation import adapt_bundle
+
+    report = adapt_bundle(args.scans, args.model, args.out, args.seconds, args.factor, args.slice_thickness,
+                          _device(args.device), args.overwrite)
+    print(describe_adaptation(report, args.model))
+    print(f"{args.out}: bundle written ({'adapted' if report['adapted'] else 'the shipped'} weights in models/model.pt; "
+          f"the report in docs/adaptation.json); use it with misr upsample --model {args.out}")
 
 
 def _compare(args) -> None:
@@ -312,6 +326,10 @@ def _model_options(p: argparse.ArgumentParser, precision: str = "fp32", std_map:
                         "@A does the same; default: the bundle's)")
 
 
+def _adapt_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--adapt", type=float, default=None, metavar="SECONDS", help=what)
+
+
 def _datalist_options(p: argparse.ArgumentParser, split: str) -> None:
     """The volumes of a protocol run: datalists, their split, and the folder their paths are relative to."""
     p.add_argument("--datalist", nargs="+", required=True, help="one or more decathlon-style datalist JSON files")
@@ -338,6 +356,8 @@ def _add_model_commands(sub) -> None:
                         "slices with gaps, 1 contiguous thick slices); default: a DICOM series' SliceThickness, "
                         "for NIfTI w = 1, contiguous slices (printed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _adapt_option(p, "first fine-tune a copy of the network model on the input volume's own slices for at most "
+                     "SECONDS (self-supervised; kept only where it predicts the scan's held-out slices better)")
     p.add_argument("--figure", default=None, help="also write a PNG of a plane through the slice axis")
     p.add_argument("--output-format", choices=("dicom", "nifti"), default="dicom",
                    help="for a DICOM series input: a new DICOM series (a folder) or a NIfTI file (default: dicom)")
@@ -363,8 +383,24 @@ def _add_model_commands(sub) -> None:
                         "slices wide first (../shared/EVALUATION.md); W in (0, 1): a box W x FACTOR wide")
     p.add_argument("--slice-profile", type=float, default=None, metavar="W",
                    help="the slice profile the context models are told (default: the simulation's, W or 0)")
+    _adapt_option(p, "also score each network model adapted for SECONDS to each volume's kept slices (as "
+                     "context_cnn:aSECONDS), beside it")
     _model_options(p)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("adapt", help="fine-tune a network model on scans of one protocol (self-supervised, no ground "
+                                     "truth) and write it as a bundle folder")
+    p.add_argument("scans", nargs="+", help="NIfTI volumes or DICOM series folders; never modified")
+    p.add_argument("--out", required=True, help="the bundle folder to write")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="a network model: short name or bundle folder "
+                                                          f"(default: {DEFAULT_MODEL})")
+    p.add_argument("--seconds", type=float, default=180.0, help="time limit of the fine-tuning (default: 180)")
+    p.add_argument("--factor", type=int, default=2, help="the factor the scans will be upsampled by (default: 2)")
+    p.add_argument("--slice-thickness", type=float, default=None, metavar="MM",
+                   help="the acquired slice thickness (default: a DICOM series' SliceThickness, else contiguous)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_adapt)
 
     p = sub.add_parser("uncertainty", help="error against the std of K samples of a sampling model (fast_ddpm)")
     _datalist_options(p, "test")

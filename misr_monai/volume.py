@@ -26,6 +26,7 @@ from misr_monai.predictors.base import SlicePredictor, any_factor, is_sampling
 from misr_monai.io import (NIFTI_SUFFIXES, InputError, SkippedInputs, check_not_input, check_output_path, load_volume,
                            print_line, save_volume)
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
+from misr_monai.scan_kind import dicom_texts, kind_warning, nifti_texts
 
 __all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "check_model_factor", "factor_for_spacing",
            "slice_profile", "MAX_FACTOR", "upsampled_affine", "check_slice_axis",
@@ -307,10 +308,12 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
         return _upsample_folder(files, destination, _loaded(predict, std), axis, grid, overwrite, std)
     if kind == "nifti":
         data, img = load_volume(source)
+        _say_kind(source, nifti_texts(img, source.name))
         return [_upsample_to_nifti(data, img, source, destination, predict, axis, grid, overwrite, std)]
     from misr_monai.dicom import read_series, write_series
 
     series = read_series(source)
+    _say_kind(source, dicom_texts(series.datasets[0]))
     grid = _Grid(factor, spacing, slice_thickness, series.slice_thickness)
     if output_format == "nifti":
         return [_upsample_to_nifti(series.volume, series.nifti(), source, destination, predict, axis, grid,
@@ -354,6 +357,13 @@ class _Grid:
         return DEFAULT_PROFILE, "assumed: no slice thickness given (--slice-thickness MM)"
 
 
+def _say_kind(source: Path, texts: list[str]) -> None:
+    """One line when the scan's header names a kind no shipped model was trained on (:py:mod:`misr_monai.scan_kind`)."""
+    warning = kind_warning(source, texts)
+    if warning:
+        print_line(f"warning: {warning}")
+
+
 def _loaded(predict, std: bool = False) -> SlicePredictor:
     """``predict``, or the predictor it loads when it is a function of no arguments; with ``std``, a sampling one.
 
@@ -385,6 +395,10 @@ def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: Slic
         check_model_factor(predict, factor)
     except InputError as err:
         raise InputError(f"{source}: {err}") from None
+    if hasattr(predict, "adapted_to"):  # fine-tuned on this volume's own slices (misr_monai.adaptation)
+        in_plane = [s for a, s in enumerate(voxel_spacing(affine)) if a != axis]
+        predict = predict.adapted_to(np.moveaxis(data, axis, 0), (spacing, *in_plane),
+                                     factor if any_factor(predict) else 2, profile)
     summary = {"factor": factor, "profile": profile if any_factor(predict) else None, "profile_source": profile_source}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)
@@ -430,6 +444,7 @@ def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredict
             for written in _nifti_outputs(output, std):
                 check_output_path(written, overwrite, NIFTI_SUFFIXES)
             data, img = load_volume(path)
+            _say_kind(path, nifti_texts(img, path.name))
             summary = _upsample_to_nifti(data, img, path, output, predict, axis, grid, overwrite, std)
             summaries.append({k: v for k, v in summary.items() if k not in ("original", "upsampled")})
             print_line(f"{path.name}: written to {output} ({describe(summary)})")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from misr_monai.adaptation import ADAPT_SUFFIX
 from misr_monai.apps.costs import count_macs
 from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS, evaluate_volume,
                                         position_table, protocol_volumes, read_protocol_volume, run_protocol, summarize)
@@ -27,10 +28,10 @@ from misr_monai.interpolation import BASELINES
 from misr_monai.io import InputError, atomic_write, file_sha256, load_volume, print_line
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
 from misr_monai.apps.report import MIN_VOLUMES, paired_markdown, summary_markdown, write_report
-from misr_monai.transforms.utils import percentile_scale_factor
+from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 from misr_monai.volume import check_factor, check_model_factor
 
-__all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
+__all__ = ["load_experiment", "compare", "with_adapted", "paired_statistics", "PAIRED_COLUMNS"]
 
 COMPARE_COLUMNS = (*SUMMARY_COLUMNS, *(f"{m}_std" for m in METRICS if m != "psnr"), "gain_cubic_db",
                    "seconds_per_volume", "params", "macs_per_voxel")
@@ -151,11 +152,12 @@ def _volume_rows(item: dict, methods: list[str], models: _Methods, cache: Path, 
     rows = {m: cached(m) for m in methods}
     missing = [m for m, row in rows.items() if row is None]
     if missing:
-        truth, _, axis = read_protocol_volume(item)
+        truth, img, axis = read_protocol_volume(item)
         folder.mkdir(parents=True, exist_ok=True)
         for m in missing:
             scores, reconstructions = evaluate_volume(truth, axis, {m: models[m]}, models.experiment.get("factor", 2),
-                                                      models.experiment.get("thick", False))
+                                                      models.experiment.get("thick", False),
+                                                      spacing=voxel_spacing(img.affine))
             if keep:
                 atomic_write(folder / f"{_file_name(m)}.npy", lambda tmp: np.save(tmp, reconstructions[m].astype(np.float32)))
             row = {"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **scores[m],
@@ -297,6 +299,20 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
     return written
 
 
+def with_adapted(methods: list[str], seconds: float | None) -> list[str]:
+    """``methods`` with, after each network model, the same model adapted to each volume for ``seconds``
+    (``context_cnn:a180``, :py:class:`~misr_monai.adaptation.AdaptingPredictor`); ``methods`` when ``seconds`` is
+    None."""
+    if not seconds:
+        return methods
+
+    def adaptable(method: str) -> bool:
+        folder = None if method in BASELINES else bundle_folder(method)
+        return folder is not None and "samples" not in json.loads((folder / "configs" / "inference.json").read_text())
+
+    return list(dict.fromkeys(n for m in methods for n in (m, *([f"{m}{ADAPT_SUFFIX}{seconds:g}"] if adaptable(m) else []))))
+
+
 def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", progress: bool = True) -> dict:
     """Run (or resume) an experiment from :py:func:`load_experiment` into ``out_dir``.
 
@@ -311,7 +327,7 @@ def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", pro
     start = time.perf_counter()
     out = Path(out_dir)
     cache = out / "cache"
-    methods = list(dict.fromkeys(["linear", "cubic", *experiment["methods"]]))
+    methods = with_adapted(list(dict.fromkeys(["linear", "cubic", *experiment["methods"]])), experiment.get("adapt"))
     metrics = list(experiment.get("metrics", (*METRICS, *CALIBRATION_METRICS)))
     unknown = sorted(set(metrics) - {*METRICS, *CALIBRATION_METRICS})
     if unknown:

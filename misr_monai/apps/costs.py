@@ -18,8 +18,10 @@ def count_macs(predictor, size: int = 64) -> tuple[int, float]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from misr_monai.adaptation import AdaptingPredictor
     from misr_monai.predictors.network import NetworkPredictor
 
+    predictor = predictor.predictor if isinstance(predictor, AdaptingPredictor) else predictor  # adapted: the same net
     module = predictor.trained_module if isinstance(predictor, NetworkPredictor) else None
     if module is None:
         return 0, 0.0

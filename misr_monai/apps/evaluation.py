@@ -18,7 +18,7 @@ from misr_monai.interpolation import thick_slices
 from misr_monai.io import InputError, SkippedInputs, load_volume
 from misr_monai.volume import check_slice_axis, upsample_array, upsample_volume
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
-from misr_monai.transforms.utils import find_slice_axis
+from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
 __all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluate_volume", "protocol_truth",
            "position_table", "dataset_of", "protocol_volumes",
@@ -52,14 +52,17 @@ def protocol_truth(truth: np.ndarray, axis: int, factor: int = 2, thick: float =
 
 
 def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePredictor], factor: int = 2,
-                    thick: float = 0.0, profile: float | None = None):
+                    thick: float = 0.0, profile: float | None = None, spacing=None):
     """Reconstruct ``truth`` from every ``factor``-th slice (0, F, 2F...) with each predictor and score the others; a
     sampling model with K > 1 samples per slice is also scored for calibration
     (:py:func:`~misr_monai.metrics.score_calibration`).
 
     With ``thick`` (True or a width w), ``truth`` is first :py:func:`protocol_truth`'s thick-slice simulation. The
     predictors are told the slice profile ``profile`` (default: the simulation's, ``float(thick)``); a model that
-    cannot give ``factor`` raises an :py:class:`~misr_monai.io.InputError`.
+    cannot give ``factor`` raises an :py:class:`~misr_monai.io.InputError`. A predictor that adapts to the scan
+    (:py:class:`~misr_monai.adaptation.AdaptingPredictor`) is adapted on the kept slices only, as ``misr upsample``
+    would be on them: ``spacing``, the volume's voxel spacing (mm), gives it their geometry (slices as thick as the
+    volume's spacing, or the simulation's box).
 
     Returns:
         ``(scores, reconstructions)``: method -> scores (with ``seconds``), method -> reconstructed volume.
@@ -71,6 +74,11 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     for name, predict in predictors.items():
         start = time.perf_counter()
         std = None
+        if hasattr(predict, "adapted_to"):
+            kept_spacing = None if spacing is None else (
+                factor * spacing[axis], *(s for a, s in enumerate(spacing) if a != axis))
+            thickness = None if spacing is None else max(1.0, float(thick) * factor) * spacing[axis]
+            predict = predict.adapted_to(np.moveaxis(kept, axis, 0), kept_spacing, factor, profile, thickness)
         if samples_of(predict) > 1:
             if factor != 2:
                 raise InputError(f"{name}: the mean of several samples is scored at --factor 2 only.")
@@ -173,7 +181,8 @@ def evaluate(
 
     def score(item: dict) -> list[dict]:
         truth, img, axis = read_protocol_volume(item)
-        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick, profile)
+        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick, profile,
+                                                  voxel_spacing(img.affine))
         truth = protocol_truth(truth, axis, factor, thick)
         rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
                 for m, s in scores.items()]

@@ -5,8 +5,10 @@ from .adversarial import BF16Inferer, ConditionedInferer, PairedAdversarialTrain
 from .checkpoint import AtomicCheckpointSaver, KeepLatestCheckpoints, VersionStamp, latest_checkpoint, versions
 from .determinism import EpochSeedHandler
 from .distributed import RANK_ZERO_HANDLERS, handlers_for_rank
+from .finish import FinalValidation, WeightsReport, run_training
 from .timing import DataWaitHandler
 
-__all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "KeepLatestCheckpoints",
+__all__ = ["AtomicCheckpointSaver", "BF16Inferer", "ConditionedInferer", "DataWaitHandler", "EpochSeedHandler", "FinalValidation",
+           "KeepLatestCheckpoints", "WeightsReport", "run_training",
            "PairedAdversarialTrainer", "RANK_ZERO_HANDLERS", "SharpnessRatio", "VersionStamp", "adversarial_stats", "handlers_for_rank", "latest_checkpoint",
            "versions"]

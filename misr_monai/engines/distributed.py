@@ -9,11 +9,12 @@ from ignite.handlers import ProgressBar
 from monai.handlers import CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardImageHandler, TensorBoardStatsHandler
 
 from misr_monai.engines.checkpoint import KeepLatestCheckpoints
+from misr_monai.engines.finish import WeightsReport
 
 __all__ = ["RANK_ZERO_HANDLERS", "handlers_for_rank"]
 
 RANK_ZERO_HANDLERS = (ProgressBar, StatsHandler, TensorBoardStatsHandler, TensorBoardImageHandler, MLFlowHandler,
-                      CheckpointSaver, KeepLatestCheckpoints)
+                      CheckpointSaver, KeepLatestCheckpoints, WeightsReport)
 """Handlers that report or write files: only the first process runs them, so that logs and checkpoints are written
 once. Every other handler (data timing, reseeding, LR schedule, validation, checkpoint loading) runs on every rank."""
 

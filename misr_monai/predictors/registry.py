@@ -78,14 +78,16 @@ def bundles_dir() -> Path:
 def bundle_folder(method: str) -> Path | None:
     """The bundle folder named by ``method`` (a short name or a path, with or without ``:kK``), or None when it names
     none."""
-    method = split_sharpness(split_samples(method.removesuffix(SELF_ENSEMBLE))[0])[0]
+    from misr_monai.adaptation import split_adapt
+
+    method = split_sharpness(split_samples(split_adapt(method)[0].removesuffix(SELF_ENSEMBLE))[0])[0]
     folder = bundles_dir() / BUNDLES[method] if method in BUNDLES else Path(method)
     return folder if (folder / "configs" / "inference.json").is_file() else None
 
 
 def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: int = 8, progress: bool = False,
                    samples: int = 1, seed: int | None = None, precision: str = "fp32", self_ensemble: bool = False,
-                   sharpness: float | None = None):
+                   sharpness: float | None = None, adapt: float | None = None):
     """The slice predictor named ``method``: ``linear``, ``cubic``, a shipped bundle's short name or a bundle folder,
     for a sampling model optionally with the samples per slice (``fast_ddpm:k8``, which overrides ``samples``), for
     a network model optionally with its self-ensemble (``context_cnn:se``, or ``self_ensemble``), for a refinement
@@ -105,8 +107,15 @@ def load_predictor(method: str, device: str | torch.device = "cpu", batch_size: 
     from misr_monai.io import InputError, input_error_in
     from misr_monai.precision import PRECISIONS
 
+    from misr_monai.adaptation import AdaptingPredictor, split_adapt
+
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    name, named_adapt = split_adapt(method)
+    adapt = adapt if named_adapt is None else named_adapt
+    if adapt is not None:
+        predictor = load_predictor(name, device, batch_size, progress, samples, seed, precision, self_ensemble, sharpness)
+        return AdaptingPredictor(predictor, adapt, progress=progress, name=method)
     if method in BASELINES:
         return BASELINES[method]
     if method.endswith(SELF_ENSEMBLE):
