@@ -12,9 +12,11 @@ Two sources of pairs, both from the given slices only (:py:func:`scan_pairs`):
   requested factor, so kept and new "slices" have the scan's own spacing, profile and factor. Their planes are one
   in-plane axis by the slice axis (anisotropic), the price of pairs at the real gap.
 
-A fraction of each source's targets (every :py:data:`HOLD_OUT`-th) is held out; adapted weights replace the shipped
-ones only where every source's held-out PSNR gained (:py:func:`adapt_network`): the two kinds of pairs err in
-different directions (a doubled gap; planes with one coarse axis), so a gain on one alone does not carry over.
+Measured (``docs/adaptation.md``): a gain on the pairs a model is trained on does not carry over to the scan's new
+slices (the doubled gap of ``through`` pairs, the coarse axis of ``in_plane`` planes), but a gain on both kinds
+does less often mislead. So the model trains on ``through`` pairs (:py:data:`TRAIN_SOURCES`, every
+:py:data:`HOLD_OUT`-th target held out) and the adapted weights replace the shipped ones only where they also gain
+on the ``in_plane`` pairs, which it never trained on (:py:func:`adapt_network`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from misr_monai.io import InputError, print_line
 from misr_monai.precision import native_bf16
 from misr_monai.transforms.utils import percentile_scale_factor, reflect_index
 
-__all__ = ["SOURCES", "HOLD_OUT", "LAYERS", "MARGIN_DB", "PairGroup", "gap_pairs", "in_plane_volume", "scan_pairs",
+__all__ = ["SOURCES", "TRAIN_SOURCES", "HOLD_OUT", "LAYERS", "MARGIN_DB", "PairGroup", "gap_pairs", "in_plane_volume", "scan_pairs",
            "trainable_parameters", "adapt_network", "describe_adaptation", "AdaptingPredictor", "split_adapt",
            "ADAPT_SUFFIX"]
 
@@ -40,6 +42,8 @@ SOURCES = ("through", "in_plane")
 """The kinds of self-supervised pairs (the module docstring)."""
 HOLD_OUT = 4
 """Every ``HOLD_OUT``-th target of each group (from the second) is held out for validation, never trained on."""
+TRAIN_SOURCES = ("through",)
+"""The sources trained on by default; the other (``in_plane``) is the independent check of a gain (:py:func:`adapt_network`)."""
 ADAPT_SUFFIX = ":a"
 """A network model's name with ``:aS`` is it adapted for S seconds to each volume (``context_cnn:a180``)."""
 
@@ -167,19 +171,15 @@ def scan_pairs(slices: np.ndarray, factor: int, profile: float, spacing: Sequenc
 
 
 class _Batches:
-    """An endless stream of random training batches ``{"image", "label"}``: a source drawn by ``mix``, a group of it
-    by its training pairs, ``batch_size`` of its pairs, each a random crop of at most ``patch`` pixels a side (the
-    most foreground of three), randomly flipped."""
+    """An endless stream of random training batches ``{"image", "label"}``: one of ``sources`` drawn in equal shares,
+    a group of it by its training pairs, ``batch_size`` of its pairs, each a random crop of at most ``patch`` pixels
+    a side (the most foreground of three), randomly flipped."""
 
-    def __init__(self, groups: list[PairGroup], mix: dict[str, float], batch_size: int, patch: int, seed: int) -> None:
-        self.groups, self.batch_size, self.patch = groups, batch_size, patch
+    def __init__(self, groups: list[PairGroup], sources: Sequence[str], batch_size: int, patch: int, seed: int) -> None:
+        self.groups = [g for g in groups if g.source in sources and g.train.size]
+        self.sources = sorted({g.source for g in self.groups})
+        self.batch_size, self.patch = batch_size, patch
         self.rng = np.random.default_rng(seed)
-        present = {g.source for g in groups}
-        weights = {s: mix.get(s, 0.0) for s in present}
-        if not sum(weights.values()):
-            weights = dict.fromkeys(present, 1.0)
-        self.sources = [s for s in weights if weights[s] > 0]
-        self.source_p = np.array([weights[s] for s in self.sources]) / sum(weights[s] for s in self.sources)
 
     def _crop(self, group: PairGroup, pair: int) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = group.volume.shape[1:]
@@ -197,7 +197,7 @@ class _Batches:
 
     def __iter__(self):
         while True:
-            source = self.sources[self.rng.choice(len(self.sources), p=self.source_p)]
+            source = self.sources[self.rng.integers(len(self.sources))]
             groups = [g for g in self.groups if g.source == source]
             sizes = np.array([g.train.size for g in groups], float)
             group = groups[self.rng.choice(len(groups), p=sizes / sizes.sum())]
@@ -210,16 +210,19 @@ class _Batches:
             yield {"image": x, "label": y}
 
 
-def _validation_set(groups: list[PairGroup], pairs: int = 12, size: int = 128) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """At most ``pairs`` held-out pairs of ``groups`` (spread over them), centre-cropped to ``size`` pixels a side."""
-    chosen = [g for g in groups if g.held_out.size]
+def _validation_set(groups: list[PairGroup], pairs: int = 12, size: int = 128,
+                    every_pair: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """At most ``pairs`` held-out pairs of ``groups`` (or of all their pairs, ``every_pair``: a source not trained on),
+    spread over them, centre-cropped to ``size`` pixels a side."""
+    candidates = [(g, np.concatenate([g.train, g.held_out]) if every_pair else g.held_out) for g in groups]
+    candidates = [(g, c) for g, c in candidates if c.size]
     out = []
-    for g in chosen:
-        picks = g.held_out[np.linspace(0, g.held_out.size - 1, min(g.held_out.size, max(1, pairs // len(chosen)))).astype(int)]
+    for g, c in candidates:
+        picks = np.unique(c[np.linspace(0, c.size - 1, min(c.size, max(1, pairs // len(candidates)))).astype(int)])
         h, w = g.volume.shape[1:]
-        r, c = max(0, (h - size) // 2), max(0, (w - size) // 2)
-        rows, cols = slice(r, r + size), slice(c, c + size)
-        out += [(g.inputs([p], rows, cols), g.targets([p], rows, cols)) for p in np.unique(picks)]
+        r, cc = max(0, (h - size) // 2), max(0, (w - size) // 2)
+        rows, cols = slice(r, r + size), slice(cc, cc + size)
+        out += [(g.inputs([p], rows, cols), g.targets([p], rows, cols)) for p in picks]
     return out
 
 
@@ -258,20 +261,23 @@ def trainable_parameters(model: torch.nn.Module, layers: Sequence[str] | None = 
 
 
 def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: float, device: str | torch.device = "cpu",
-                  learning_rate: float = 5e-5, batch_size: int = 4, patch: int = 64, mix: dict[str, float] | None = None,
-                  layers: Sequence[str] | None = LAYERS, validations: int = 8, seed: int = 0, progress: bool = False,
-                  name: str = "") -> tuple[torch.nn.Module, dict]:
-    """A copy of ``network`` whose ``layers`` (:py:func:`trainable_parameters`) are fine-tuned on ``groups`` for at
-    most ``seconds`` (an Ignite ``SupervisedTrainer``: L1 loss, Adam, bf16 autocast where the device has it). The
-    held-out pairs of each source are scored ``validations`` times and at the end; weights are kept when every
-    source's held-out PSNR gained at least :py:data:`MARGIN_DB` (the best such, by the smallest gain), else the copy
-    is the unchanged network: never worse than not adapting, on the scan's own held-out pairs. ``network`` itself is
+                  learning_rate: float = 5e-5, batch_size: int = 4, patch: int = 64,
+                  train_sources: Sequence[str] = TRAIN_SOURCES, layers: Sequence[str] | None = LAYERS,
+                  validations: int = 8, seed: int = 0, progress: bool = False, name: str = "") -> tuple[torch.nn.Module, dict]:
+    """A copy of ``network`` whose ``layers`` (:py:func:`trainable_parameters`) are fine-tuned on the training pairs
+    of ``train_sources`` in ``groups`` for at most ``seconds`` (an Ignite ``SupervisedTrainer``: L1 loss, Adam, bf16
+    autocast where the device has it).
+
+    The held-out pairs of the trained sources and every pair of the others are scored ``validations`` times and at
+    the end; weights are kept when every source's PSNR gained at least :py:data:`MARGIN_DB` (the best such, by the
+    smallest gain), else the copy is the unchanged network: never worse than not adapting, on pairs of both kinds.
+    Without a source it did not train on there is no independent check, and nothing is trained. ``network`` itself is
     never changed.
 
     Returns:
-        ``(network, report)``: the report has each source's held-out PSNR before (``start_psnr``) and with the kept
-        weights (``psnr``), ``adapted`` (whether they differ from the start), ``iterations``, ``seconds``, and each
-        source's training pairs (``pairs``).
+        ``(network, report)``: the report has each source's PSNR before (``start_psnr``) and with the kept weights
+        (``psnr``), ``adapted`` (whether they differ from the start), ``iterations``, ``seconds``, the training pairs
+        of each trained source (``pairs``), and ``skipped`` where nothing was trained.
     """
     from ignite.engine import Events
     from monai.engines import SupervisedTrainer
@@ -280,18 +286,20 @@ def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: fl
     device = torch.device(device)
     model = copy.deepcopy(network).to(device)
     bf16 = native_bf16(device)
-    validation = {s: _validation_set([g for g in groups if g.source == s]) for s in SOURCES}
+    validation = {s: _validation_set([g for g in groups if g.source == s], every_pair=s not in train_sources)
+                  for s in SOURCES}
     validation = {s: v for s, v in validation.items() if v}
 
     def score() -> dict[str, float]:
         return {s: _held_out_psnr(model, v, device, bf16) for s, v in validation.items()}
 
     start = score()
-    report = {"pairs": {s: int(sum(g.train.size for g in groups if g.source == s)) for s in SOURCES},
+    report = {"pairs": {s: int(sum(g.train.size for g in groups if g.source == s)) for s in train_sources},
               "start_psnr": start, "psnr": start, "iterations": 0, "adapted": False}
     trainable = trainable_parameters(model, layers)
-    if not validation or not trainable or seconds <= 0:
-        report["seconds"] = time.perf_counter() - begin
+    batches = _Batches(groups, train_sources, batch_size, patch, seed)
+    if not set(validation) - set(train_sources) or not trainable or not batches.groups or seconds <= 0:
+        report.update(seconds=time.perf_counter() - begin, skipped="no pairs to train on, or none to check a gain on")
         return model.eval(), report
     inferer = None
     if bf16:
@@ -301,7 +309,7 @@ def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: fl
     trainer = SupervisedTrainer(device=device, max_epochs=1, epoch_length=10**9, network=model,
                                 optimizer=torch.optim.Adam(trainable, lr=learning_rate),
                                 loss_function=torch.nn.L1Loss(), inferer=inferer,
-                                train_data_loader=iter(_Batches(groups, mix or {}, batch_size, patch, seed)))
+                                train_data_loader=iter(batches))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -342,10 +350,10 @@ def describe_adaptation(report: dict, name: str = "") -> str:
     """One line of an adaptation's report."""
     gains = ", ".join(f"{s} {report['start_psnr'][s]:.2f} -> {report['psnr'][s]:.2f} dB" for s in report["psnr"])
     verdict = "adapted weights used" if report["adapted"] else (
-        f"no gain of {MARGIN_DB} dB on every source, the shipped weights kept")
+        f"the shipped weights kept ({report.get('skipped') or f'no gain of {MARGIN_DB} dB on both kinds of pairs'})")
     pairs = ", ".join(f"{n} {s}" for s, n in report["pairs"].items() if n)
     return (f"{name + ': ' if name else ''}adapted {report['seconds']:.0f} s, {report['iterations']} iterations on "
-            f"{pairs or 'no'} pairs; held-out PSNR {gains or 'not measured (too few slices)'}; {verdict}")
+            f"{pairs or 'no'} pairs; PSNR of the checking pairs {gains or 'not measured (too few slices)'}; {verdict}")
 
 
 class AdaptingPredictor:
@@ -358,15 +366,14 @@ class AdaptingPredictor:
     Args:
         predictor: the :py:class:`~misr_monai.predictors.network.NetworkPredictor` to adapt.
         seconds: the adaptation's time limit per volume.
-        sources: the pair sources (:py:data:`SOURCES`). Defaults to both.
-        mix: each source's share of the training batches. Defaults to equal shares.
+        train_sources: the pair sources trained on (:py:data:`TRAIN_SOURCES`); the others only check the gain.
         learning_rate, batch_size, patch, layers, seed: as :py:func:`adapt_network`.
         progress: a progress bar with the held-out PSNR. Defaults to False.
         verbose: a line per adaptation (:py:func:`describe_adaptation`). Defaults to True.
         name: the model's name, for the progress bar and the reports.
     """
 
-    def __init__(self, predictor, seconds: float, sources: Sequence[str] = SOURCES, mix: dict[str, float] | None = None,
+    def __init__(self, predictor, seconds: float, train_sources: Sequence[str] = TRAIN_SOURCES,
                  learning_rate: float = 5e-5, batch_size: int = 4, patch: int = 64, layers: Sequence[str] | None = LAYERS,
                  seed: int = 0, progress: bool = False, verbose: bool = True, name: str = "") -> None:
         if not isinstance(getattr(predictor, "network", None), torch.nn.Module):
@@ -374,7 +381,7 @@ class AdaptingPredictor:
                              "context_cnn_brain, residual_cnn...), not a baseline or a sampler.")
         if not seconds > 0:
             raise InputError(f"--adapt must be a positive number of seconds, got {seconds}.")
-        self.predictor, self.seconds, self.sources, self.mix = predictor, float(seconds), tuple(sources), mix
+        self.predictor, self.seconds, self.train_sources = predictor, float(seconds), tuple(train_sources)
         self.learning_rate, self.batch_size, self.patch, self.seed = learning_rate, batch_size, patch, seed
         self.layers, self.progress, self.verbose, self.name = layers, progress, verbose, name
         self.any_factor = predictor.any_factor
@@ -385,7 +392,7 @@ class AdaptingPredictor:
         """The scan's pair groups (:py:func:`scan_pairs`), scaled as the predictor scales the slices."""
         p = self.predictor
         width = p.profile if profile is None else float(profile)
-        return scan_pairs(slices, factor, width, spacing, p.context, p.conditions, p.spline, self.sources,
+        return scan_pairs(slices, factor, width, spacing, p.context, p.conditions, p.spline, SOURCES,
                           percentile_scale_factor(slices, p.percentile), thickness)
 
     def adapted_to(self, slices: np.ndarray, spacing: Sequence[float] | None = None, factor: int = 2,
@@ -396,7 +403,7 @@ class AdaptingPredictor:
         :py:attr:`reports`."""
         groups = self.pairs(slices, spacing, factor, profile, thickness)
         network, report = adapt_network(self.predictor.network, groups, self.seconds, self.predictor.device,
-                                        self.learning_rate, self.batch_size, self.patch, self.mix, self.layers,
+                                        self.learning_rate, self.batch_size, self.patch, self.train_sources, self.layers,
                                         seed=self.seed, progress=self.progress, name=self.name)
         self.reports.append(report)
         if self.verbose:

@@ -85,3 +85,13 @@ def test_wheel_installed_elsewhere_carries_the_shipped_bundles(tmp_path):
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"({DEFAULT_MODEL})" in run.stdout and nib.load(elsewhere / "scan_x2.nii.gz").shape == (24, 20, 17)
+
+
+@pytest.mark.parametrize("copied", [b for b in BUNDLES if b.name.endswith(DEFAULT_MODEL)], indirect=True,
+                         ids=lambda p: p.name)
+def test_bundle_adapts_on_its_own(copied):
+    """``adapt`` in a copied-out bundle's inference.json fine-tunes on each input volume before upsampling it."""
+    run = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
+                          "--adapt", "2", "--output_dir", "adapted"], cwd=copied, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "PSNR of the checking pairs" in run.stdout and nib.load(copied / "adapted" / "vol.nii.gz").shape == (24, 20, 17)
