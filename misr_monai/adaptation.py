@@ -360,8 +360,9 @@ class AdaptingPredictor:
     """A network predictor that adapts a copy of its network to each volume before predicting it
     (:py:func:`adapt_network` on :py:func:`scan_pairs`): ``misr upsample --adapt``, a model named ``context_cnn:a180``.
 
-    The volume paths call :py:meth:`adapted_to` with the slices they are about to upsample (and their spacing, for
-    the in-plane pairs); called directly, it adapts on the slices it is given, through-plane pairs only.
+    The volume paths (``misr upsample``, the protocol) call :py:meth:`adapted_to` with the slices they are about to
+    upsample and their spacing; called directly it knows no spacing, so it has no in-plane pairs to check a gain on
+    and predicts with the unchanged network (its report says so).
 
     Args:
         predictor: the :py:class:`~misr_monai.predictors.network.NetworkPredictor` to adapt.
