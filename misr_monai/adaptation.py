@@ -276,8 +276,9 @@ def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: fl
 
     Returns:
         ``(network, report)``: the report has each source's PSNR before (``start_psnr``) and with the kept weights
-        (``psnr``), ``adapted`` (whether they differ from the start), ``iterations``, ``seconds``, the training pairs
-        of each trained source (``pairs``), and ``skipped`` where nothing was trained.
+        (``psnr``) and at the last check (``last_psnr``), ``adapted`` (whether they differ from the start),
+        ``iterations``, ``seconds``, the training pairs of each trained source (``pairs``), and ``skipped`` where
+        nothing was trained.
     """
     from ignite.engine import Events
     from monai.engines import SupervisedTrainer
@@ -325,6 +326,7 @@ def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: fl
         best["last"] = now
         psnr = score()
         model.train()
+        report["last_psnr"] = psnr
         gain = min(psnr[s] - start[s] for s in psnr)
         if gain >= best["gain"]:
             best.update(gain=gain, psnr=psnr, state={k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -349,6 +351,8 @@ def adapt_network(network: torch.nn.Module, groups: list[PairGroup], seconds: fl
 def describe_adaptation(report: dict, name: str = "") -> str:
     """One line of an adaptation's report."""
     gains = ", ".join(f"{s} {report['start_psnr'][s]:.2f} -> {report['psnr'][s]:.2f} dB" for s in report["psnr"])
+    if "last_psnr" in report and not report["adapted"]:
+        gains += " (the trained weights: " + ", ".join(f"{s} {v:.2f}" for s, v in report["last_psnr"].items()) + ")"
     verdict = "adapted weights used" if report["adapted"] else (
         f"the shipped weights kept ({report.get('skipped') or f'no gain of {MARGIN_DB} dB on both kinds of pairs'})")
     pairs = ", ".join(f"{n} {s}" for s, n in report["pairs"].items() if n)
