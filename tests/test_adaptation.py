@@ -161,3 +161,14 @@ def test_a_scan_of_an_unfamiliar_kind_gets_one_line(tmp_path, capsys):
         SeriesDescription = "ep2d_diff_tra"
 
     assert unfamiliar_kind(dicom_texts(Slice()))[0] == "an ADC map"
+
+
+def test_compare_and_evaluate_add_the_adapted_models_beside_the_others():
+    from misr_monai.apps.comparison import with_adapted
+    from misr_monai.predictors.registry import bundle_folder
+
+    methods = ["linear", "cubic", "residual_cnn", "fast_ddpm:k1", "context_cnn"]
+    assert with_adapted(methods, 30) == ["linear", "cubic", "residual_cnn", "residual_cnn:a30", "fast_ddpm:k1",
+                                         "context_cnn", "context_cnn:a30"]  # not the sampler, not the baselines
+    assert with_adapted(methods, None) == methods
+    assert bundle_folder("context_cnn:a30") == bundle_folder("context_cnn")
