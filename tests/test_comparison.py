@@ -132,11 +132,11 @@ def test_a_killed_run_resumes_without_recomputing(experiment, tmp_path, monkeypa
     calls = []
     evaluate_volume = comparison.evaluate_volume
 
-    def counted(truth, axis, predictors, *protocol):
+    def counted(truth, axis, predictors, *protocol, **options):
         calls.append(next(iter(predictors)))
         if len(calls) == 5:
             raise KeyboardInterrupt  # killed while the second volume's second method runs
-        return evaluate_volume(truth, axis, predictors, *protocol)
+        return evaluate_volume(truth, axis, predictors, *protocol, **options)
 
     monkeypatch.setattr(comparison, "evaluate_volume", counted)
     assert main(["compare", str(config), "--out", str(out), "--figures", "[]"]) == 130
