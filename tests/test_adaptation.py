@@ -17,7 +17,7 @@ from misr_monai.io import InputError
 from misr_monai.networks.nets import ResidualInterpolationNet
 from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.volume import upsample_volume
-from tests.conftest import smooth_volume, write_nifti
+from tests.conftest import SCHEMA, smooth_volume, write_nifti
 
 
 def tiny_predictor(seed: int = 0) -> NetworkPredictor:
@@ -133,6 +133,8 @@ def test_cli_upsample_adapt_and_adapt_bundle(tmp_path, capsys):
     assert main(["adapt", str(src), "--out", str(out), "--seconds", "2"]) == 0
     report = json.loads((out / "docs" / "adaptation.json").read_text())
     assert report["scans"] == [str(src)] and (out / "models" / "model.ts").is_file()
+    if SCHEMA.is_file():  # the Zoo's checks pass on the written bundle
+        assert main(["zoo", "check", str(out), "--schema", str(SCHEMA)]) == 0
     assert main(["adapt", str(src), "--out", str(out), "--seconds", "2"]) == 2  # exists: not replaced
     assert main(["upsample", str(src), str(tmp_path / "b.nii.gz"), "--model", str(out)]) == 0
 
@@ -172,3 +174,14 @@ def test_compare_and_evaluate_add_the_adapted_models_beside_the_others():
                                          "context_cnn", "context_cnn:a30"]  # not the sampler, not the baselines
     assert with_adapted(methods, None) == methods
     assert bundle_folder("context_cnn:a30") == bundle_folder("context_cnn")
+
+
+def test_an_adapted_bundle_says_so_in_its_metadata(tmp_path):
+    from misr_monai.apps.adaptation import _describe_adapted
+    from tests.conftest import ROOT
+
+    path = tmp_path / "metadata.json"
+    path.write_text((ROOT / "bundles" / "mri_slice_interpolation_context_cnn" / "configs" / "metadata.json").read_text())
+    _describe_adapted(path, {"scans": ["a.nii.gz", "b.nii.gz"], "seconds": 179.6})
+    metadata = json.loads(path.read_text())
+    assert "eval_metrics" not in metadata and metadata["description"].endswith("to 2 scan(s) for 180 s (docs/adaptation.json).")

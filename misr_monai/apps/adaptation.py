@@ -50,13 +50,23 @@ def read_scan(path: str | os.PathLike, slice_thickness: float | None = None) -> 
     return np.moveaxis(data, axis, 0), np.array([spacing[axis], *in_plane]), profile
 
 
+def _describe_adapted(path: Path, report: dict) -> None:
+    """The adapted bundle's metadata: its description says so, and the shipped weights' ``eval_metrics`` go."""
+    metadata = json.loads(path.read_text())
+    metadata.pop("eval_metrics", None)
+    metadata["description"] = (f"{metadata.get('description', '')} Adapted by misr adapt to {len(report['scans'])} "
+                               f"scan(s) for {report['seconds']:.0f} s (docs/adaptation.json).").strip()
+    path.write_text(json.dumps(metadata, indent=4) + "\n")
+
+
 def adapt_bundle(scans: list[str | os.PathLike], model: str, out: str | os.PathLike, seconds: float, factor: int = 2,
                  slice_thickness: float | None = None, device: str = "cpu", overwrite: bool = False,
                  progress: bool = True) -> dict:
     """Adapt ``model`` (a network bundle) to ``scans`` for at most ``seconds`` (:py:func:`adapt_network` on every
     scan's pairs at ``factor``) and write the bundle folder ``out``: a copy of the model's bundle with the adapted
     ``models/model.pt`` (the shipped one where adapting did not gain on the held-out pairs, as the report says),
-    ``models/model.ts`` exported again and ``docs/adaptation.json`` (the scans, the settings and the report). The
+    ``models/model.ts`` exported again, ``docs/adaptation.json`` (the scans, the settings and the report) and, when
+    adapted, a metadata description that says so (without the shipped weights' ``eval_metrics``). The
     folder is written beside ``out`` and renamed into place; the scans are only read.
 
     Returns:
@@ -88,7 +98,9 @@ def adapt_bundle(scans: list[str | os.PathLike], model: str, out: str | os.PathL
     try:
         shutil.copytree(source, tmp, ignore=_COPY_IGNORE)
         torch.save({k: v.cpu() for k, v in network.state_dict().items()}, tmp / "models" / "model.pt")
-        (tmp / "docs" / "adaptation.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "docs" / "adaptation.json").write_text(json.dumps(report, indent=4) + "\n")
+        if report["adapted"]:
+            _describe_adapted(tmp / "configs" / "metadata.json", report)
         from misr_monai.zoo import export_bundle
 
         export_bundle(tmp)
