@@ -394,8 +394,10 @@ class AdaptingPredictor:
 
     def pairs(self, slices: np.ndarray, spacing: Sequence[float] | None, factor: int, profile: float | None,
               thickness: float | None = None) -> list[PairGroup]:
-        """The scan's pair groups (:py:func:`scan_pairs`), scaled as the predictor scales the slices."""
+        """The scan's pair groups (:py:func:`scan_pairs`), scaled as the predictor scales the slices; a model of the
+        midpoint only (upsampling by x2 passes) gets factor-2 pairs."""
         p = self.predictor
+        factor = factor if self.any_factor else 2
         width = p.profile if profile is None else float(profile)
         return scan_pairs(slices, factor, width, spacing, p.context, p.conditions, p.spline, SOURCES,
                           percentile_scale_factor(slices, p.percentile), thickness)

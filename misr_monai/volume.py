@@ -397,8 +397,7 @@ def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: Slic
         raise InputError(f"{source}: {err}") from None
     if hasattr(predict, "adapted_to"):  # fine-tuned on this volume's own slices (misr_monai.adaptation)
         in_plane = [s for a, s in enumerate(voxel_spacing(affine)) if a != axis]
-        predict = predict.adapted_to(np.moveaxis(data, axis, 0), (spacing, *in_plane),
-                                     factor if any_factor(predict) else 2, profile)
+        predict = predict.adapted_to(np.moveaxis(data, axis, 0), (spacing, *in_plane), factor, profile)
     summary = {"factor": factor, "profile": profile if any_factor(predict) else None, "profile_source": profile_source}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)

@@ -1,4 +1,4 @@
-"""The README's tables at every factor, from the runs of scripts/compare_factors.sh (results/xF[_thick]/).
+"""The tables of docs/release_0.8.0_any_factor.md at every factor, from the runs of scripts/compare_factors.sh (results/xF[_thick]/).
 
 Usage: python scripts/factor_tables.py [RESULTS]   (default: results); prints markdown.
 """

@@ -185,3 +185,16 @@ def test_an_adapted_bundle_says_so_in_its_metadata(tmp_path):
     _describe_adapted(path, {"scans": ["a.nii.gz", "b.nii.gz"], "seconds": 179.6})
     metadata = json.loads(path.read_text())
     assert "eval_metrics" not in metadata and metadata["description"].endswith("to 2 scan(s) for 180 s (docs/adaptation.json).")
+
+
+def test_a_midpoint_network_adapts_on_factor_two_pairs():
+    """A network of residual_cnn's kind (two neighbours, no conditions, no spline) gets pairs of its own shape."""
+    torch.manual_seed(0)
+    predictor = NetworkPredictor(ResidualInterpolationNet(in_channels=2, channels=8, num_res_blocks=1))
+    adapting = AdaptingPredictor(predictor, 1.0, verbose=False)
+    slices = smooth_volume((10, 24, 24))
+    groups = adapting.pairs(slices, (4.0, 1.0, 1.0), 4, 1.0)  # x4 by x2 passes: factor-2 pairs
+    assert {g.source for g in groups} == {"through", "in_plane"}
+    assert all(g.inputs(g.train[:1]).shape[1] == 2 and set(np.round(g.t, 3)) == {0.5} for g in groups)
+    adapted = adapting.adapted_to(slices, (4.0, 1.0, 1.0), 2, 1.0)
+    assert adapting.reports[-1]["iterations"] > 0 and adapted(slices).shape == (9, 24, 24)
