@@ -52,9 +52,12 @@ def probe_table(paths: list[Path]) -> list[str]:
             for row in run["rows"]:
                 checks = [row.get(f"{s}_gain") for s in ("through", "in_plane")]
                 used = all(c is not None and c >= MARGIN_DB for c in checks)
+                verdict = "used" if used else "kept shipped"
+                if len(run["sources"]) == 2:  # both kinds trained on: no independent check (--adapt never does this)
+                    verdict = f"no independent check ({'would use' if used else 'would keep shipped'})"
                 lines.append(f"| {name} | {run['model']} | {'+'.join(run['sources'])} | {row['seconds']} | "
                              f"{row['iterations']} | {row['truth_gain']:+.3f} | {checks[0]:+.3f} | {checks[1]:+.3f} | "
-                             f"{'used' if used else 'kept shipped'} |")
+                             f"{verdict} |")
     return lines
 
 
