@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -72,8 +72,8 @@ class PairGroup:
     spline: torch.Tensor | None  # (N, H, W)
     profile: float
     conditions: int
-    train: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
-    held_out: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    train: np.ndarray
+    held_out: np.ndarray
 
     def inputs(self, pairs: Sequence[int], rows: slice = slice(None), cols: slice = slice(None)) -> torch.Tensor:
         """The network inputs of ``pairs`` cropped to ``rows, cols``: ``(len(pairs), C, h, w)``."""
@@ -126,11 +126,11 @@ def in_plane_volume(stack: torch.Tensor, axis: int, step: float, width: float) -
     """SMORE's pseudo-slices along in-plane ``axis`` (1 or 2) of ``stack`` ``(m, H, W)``: each line filtered by a box
     ``width`` pixels wide (the slice profile, :py:func:`~misr_monai.interpolation.slice_profile_kernel`, mirrored at
     the ends) and sampled every ``step`` pixels (linear interpolation), moved to axis 0: ``(n, m, other)``; None where
-    ``step`` is under one pixel (no finer in-plane sampling than the target's)."""
-    if step < 1:
-        return None
+    ``step`` is under one pixel (no finer in-plane sampling than the target's) or the box is wider than the lines."""
     lines = torch.movedim(stack, axis, -1)  # (..., L)
     taps = slice_profile_kernel(width)
+    if step < 1 or taps.size // 2 >= lines.shape[-1]:
+        return None
     if taps.size > 1:
         reach = taps.size // 2
         padded = torch.nn.functional.pad(lines.reshape(-1, 1, lines.shape[-1]), (reach, reach), mode="reflect")
