@@ -4,7 +4,7 @@
 
 RESULTS_DIR: folders of ``misr compare ... --adapt S`` (per_volume.csv); for each model M with an adapted twin
 M:aS, a row per dataset: volumes, PSNR and psnr_core of M and the change M:aS - M (mean, min, max over volumes), and on
-how many volumes the adapted weights were used (a change other than 0). FILE.jsonl: lines of ``runs/adapt/probe.py``
+how many volumes the adapted weights were used (a change other than 0). FILE.jsonl: lines of ``scripts/adaptation_probe.py``
 (train on one mix of the scan's pairs, the protocol's PSNR at every fifth of the budget): the change of the truth and
 of each kind of the scan's pairs, and whether the guard would have used those weights.
 """
