@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from misr_monai.interpolation import natural_spline_at, slice_profile_kernel
+from misr_monai.interpolation import natural_spline_at, slice_profile_kernel, thick_slices
 from misr_monai.io import InputError, print_line
 from misr_monai.precision import native_bf16
 from misr_monai.transforms.utils import percentile_scale_factor, reflect_index
 
-__all__ = ["SOURCES", "TRAIN_SOURCES", "HOLD_OUT", "LAYERS", "MARGIN_DB", "PairGroup", "gap_pairs", "in_plane_volume", "scan_pairs",
+__all__ = ["SOURCES", "TRAIN_SOURCES", "HOLD_OUT", "LAYERS", "MARGIN_DB", "PairGroup", "gap_pairs", "in_plane_volume", "scan_pairs", "scan_spacing",
            "trainable_parameters", "adapt_network", "describe_adaptation", "AdaptingPredictor", "split_adapt",
            "ADAPT_SUFFIX"]
 
@@ -128,14 +128,10 @@ def in_plane_volume(stack: torch.Tensor, axis: int, step: float, width: float) -
     ``width`` pixels wide (the slice profile, :py:func:`~misr_monai.interpolation.slice_profile_kernel`, mirrored at
     the ends) and sampled every ``step`` pixels (linear interpolation), moved to axis 0: ``(n, m, other)``; None where
     ``step`` is under one pixel (no finer in-plane sampling than the target's) or the box is wider than the lines."""
-    lines = torch.movedim(stack, axis, -1)  # (..., L)
-    taps = slice_profile_kernel(width)
-    if step < 1 or taps.size // 2 >= lines.shape[-1]:
+    if step < 1 or slice_profile_kernel(width).size // 2 >= stack.shape[axis]:
         return None
-    if taps.size > 1:
-        reach = taps.size // 2
-        padded = torch.nn.functional.pad(lines.reshape(-1, 1, lines.shape[-1]), (reach, reach), mode="reflect")
-        lines = torch.nn.functional.conv1d(padded, lines.new_tensor(taps).view(1, 1, -1)).view(lines.shape)
+    filtered = torch.from_numpy(thick_slices(stack.numpy(), axis, width))  # the protocol's box, mirrored
+    lines = torch.movedim(filtered, axis, -1)  # (..., L)
     positions = torch.arange(0, lines.shape[-1] - 1 + 1e-6, step, dtype=torch.float64)
     low = positions.floor().long().clamp(max=lines.shape[-1] - 1)
     high = (low + 1).clamp(max=lines.shape[-1] - 1)
@@ -169,6 +165,12 @@ def scan_pairs(slices: np.ndarray, factor: int, profile: float, spacing: Sequenc
             if pseudo is not None:
                 groups.append(gap_pairs(pseudo, factor, profile, context, conditions, spline, "in_plane"))
     return [g for g in groups if g is not None and g.train.size]
+
+
+def scan_spacing(spacing: Sequence[float], axis: int, factor: int = 1) -> tuple[float, float, float]:
+    """(slice spacing, row spacing, column spacing) in mm of a volume with voxel ``spacing`` and slice ``axis``, of
+    every ``factor``-th slice (the protocol's kept slices)."""
+    return (factor * float(spacing[axis]), *(float(s) for a, s in enumerate(spacing) if a != axis))
 
 
 class _Batches:
@@ -385,8 +387,8 @@ class AdaptingPredictor:
         if not isinstance(getattr(predictor, "network", None), torch.nn.Module):
             raise InputError(f"{name or 'this model'}: --adapt fine-tunes a network model (context_cnn, "
                              "context_cnn_brain, residual_cnn...), not a baseline or a sampler.")
-        if not seconds > 0:
-            raise InputError(f"--adapt must be a positive number of seconds, got {seconds}.")
+        if not 0 < seconds < float("inf"):
+            raise InputError(f"--adapt must be a positive, finite number of seconds, got {seconds}.")
         self.predictor, self.seconds, self.train_sources = predictor, float(seconds), tuple(train_sources)
         self.learning_rate, self.batch_size, self.patch, self.seed = learning_rate, batch_size, patch, seed
         self.layers, self.progress, self.verbose, self.name = layers, progress, verbose, name

@@ -396,8 +396,9 @@ def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: Slic
     except InputError as err:
         raise InputError(f"{source}: {err}") from None
     if hasattr(predict, "adapted_to"):  # fine-tuned on this volume's own slices (misr_monai.adaptation)
-        in_plane = [s for a, s in enumerate(voxel_spacing(affine)) if a != axis]
-        predict = predict.adapted_to(np.moveaxis(data, axis, 0), (spacing, *in_plane), factor, profile)
+        from misr_monai.adaptation import scan_spacing
+
+        predict = predict.adapted_to(np.moveaxis(data, axis, 0), scan_spacing(voxel_spacing(affine), axis), factor, profile)
     summary = {"factor": factor, "profile": profile if any_factor(predict) else None, "profile_source": profile_source}
     if std:
         result, spread = upsample_array(data, axis, predict, std=True)

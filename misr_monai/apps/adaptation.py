@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from misr_monai.adaptation import AdaptingPredictor, adapt_network
+from misr_monai.adaptation import AdaptingPredictor, adapt_network, scan_spacing
 from misr_monai.io import InputError, check_not_input, load_volume
 from misr_monai.predictors.registry import bundle_folder, load_predictor
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
@@ -22,7 +22,7 @@ __all__ = ["read_scan", "adapt_bundle"]
 _COPY_IGNORE = shutil.ignore_patterns("runs", "eval", "__pycache__", "*.tmp*")
 
 
-def read_scan(path: str | os.PathLike, slice_thickness: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+def read_scan(path: str | os.PathLike, slice_thickness: float | None = None) -> tuple[np.ndarray, tuple, float]:
     """A scan's slices stacked on axis 0 ``(m, H, W)``, its spacing (slice, row, column; mm) and slice profile width
     (``slice_thickness``, else a DICOM series' ``SliceThickness``, else :py:data:`~misr_monai.volume.DEFAULT_PROFILE`).
 
@@ -46,8 +46,7 @@ def read_scan(path: str | os.PathLike, slice_thickness: float | None = None) -> 
     spacing = voxel_spacing(affine)
     thickness = slice_thickness if slice_thickness is not None else header_thickness
     profile = DEFAULT_PROFILE if thickness is None else slice_profile(thickness, float(spacing[axis]))
-    in_plane = [float(s) for a, s in enumerate(spacing) if a != axis]
-    return np.moveaxis(data, axis, 0), np.array([spacing[axis], *in_plane]), profile
+    return np.moveaxis(data, axis, 0), scan_spacing(spacing, axis), profile
 
 
 def _describe_adapted(path: Path, report: dict) -> None:
@@ -90,7 +89,7 @@ def adapt_bundle(scans: list[str | os.PathLike], model: str, out: str | os.PathL
     groups = []
     for scan in scans:
         slices, spacing, profile = read_scan(scan, slice_thickness)
-        groups += adapting.pairs(slices, tuple(spacing), factor if adapting.any_factor else 2, profile)
+        groups += adapting.pairs(slices, spacing, factor, profile)
     network, report = adapt_network(adapting.predictor.network, groups, seconds, device, progress=progress, name=model)
     report = {**report, "scans": [str(s) for s in scans], "model": model, "factor": factor, "bundle": str(out)}
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")

@@ -75,8 +75,9 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
         start = time.perf_counter()
         std = None
         if hasattr(predict, "adapted_to"):
-            kept_spacing = None if spacing is None else (
-                factor * spacing[axis], *(s for a, s in enumerate(spacing) if a != axis))
+            from misr_monai.adaptation import scan_spacing
+
+            kept_spacing = None if spacing is None else scan_spacing(spacing, axis, factor)
             thickness = None if spacing is None else max(1.0, float(thick) * factor) * spacing[axis]
             predict = predict.adapted_to(np.moveaxis(kept, axis, 0), kept_spacing, factor, profile, thickness)
         if samples_of(predict) > 1:
