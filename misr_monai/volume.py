@@ -8,9 +8,11 @@ them, or, if it predicts any factor, to the ``F - 1`` slices of every gap: the b
 :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.network.NetworkPredictor`
 turns a network into one.
 
-:py:func:`upsample` is the one call for a volume on disk: it picks the reader and writer of its source (a NIfTI file, a
-folder of them, a DICOM series folder), checks every argument once before any work, and writes atomically.
-:py:func:`upsample_volume` is the same on an array.
+:py:func:`upsample` is the one call for a volume on disk: it checks every argument once before any work and runs the
+bundles' inference evaluator (:py:class:`~misr_monai.engines.volumes.VolumeEvaluator`: the reader and writer of its
+source, a NIfTI file, a folder of them, a DICOM series folder, and the per-volume
+:py:class:`~misr_monai.inferers.SliceInterpolationInferer`), which writes atomically. :py:func:`upsample_volume` is
+the numpy step under the inferer.
 """
 
 from __future__ import annotations
@@ -23,14 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.predictors.base import SlicePredictor, any_factor, is_sampling
-from misr_monai.io import (NIFTI_SUFFIXES, InputError, SkippedInputs, check_not_input, check_output_path, load_volume,
-                           print_line, save_volume)
-from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
-from misr_monai.scan_kind import dicom_texts, kind_warning, nifti_texts
+from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path
 
 __all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "check_model_factor", "factor_for_spacing",
            "slice_profile", "MAX_FACTOR", "upsampled_affine", "check_slice_axis",
-           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files", "DEFAULT_PROFILE"]
+           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files", "DEFAULT_PROFILE",
+           "loaded_predictor", "upsampling_items"]
 
 
 def _work_dtype(dtype: np.dtype) -> np.dtype:
@@ -151,16 +151,16 @@ def cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return data.astype(dtype, copy=False)
 
 
-def check_slice_axis(path: str | os.PathLike, shape: tuple[int, ...], axis: int) -> None:
-    """Reject an axis that is not 0, 1 or 2, or a volume with fewer than 3 slices along it, naming the file.
+def check_slice_axis(path: str | os.PathLike, shape: tuple[int, ...], axis: int, min_slices: int = 3) -> None:
+    """Reject an axis that is not 0, 1 or 2, or a volume with fewer than ``min_slices`` slices along it, naming the file.
 
     Raises:
         InputError: the bad axis or slice count.
     """
     if axis not in (0, 1, 2):
         raise InputError(f"{path}: the slice axis (--axis) must be 0, 1 or 2, got {axis}.")
-    if shape[axis] < 3:
-        raise InputError(f"{path}: {shape[axis]} slices along axis {axis}; at least 3 are needed.")
+    if shape[axis] < min_slices:
+        raise InputError(f"{path}: {shape[axis]} slices along axis {axis}; at least {min_slices} are needed.")
 
 
 def std_path(output_path: str | os.PathLike) -> Path:
@@ -300,33 +300,39 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
     Raises:
         InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
     """
-    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
-    source, destination = Path(source), Path(destination)
-    grid = _Grid(factor, spacing, slice_thickness)
-    if kind == "folder":
-        files = nifti_files(source)
-        return _upsample_folder(files, destination, _loaded(predict, std), axis, grid, overwrite, std)
-    if kind == "nifti":
-        data, img = load_volume(source)
-        _say_kind(source, nifti_texts(img, source.name))
-        return [_upsample_to_nifti(data, img, source, destination, predict, axis, grid, overwrite, std)]
-    from misr_monai.dicom import read_series, write_series
+    from misr_monai.engines.volumes import VolumeEvaluator, volume_loader
+    from misr_monai.inferers.slice_interpolation import SliceInterpolationInferer
+    from misr_monai.transforms.scans import SaveUpsampledd
 
-    series = read_series(source)
-    _say_kind(source, dicom_texts(series.datasets[0]))
-    grid = _Grid(factor, spacing, slice_thickness, series.slice_thickness)
-    if output_format == "nifti":
-        return [_upsample_to_nifti(series.volume, series.nifti(), source, destination, predict, axis, grid,
-                                   overwrite, std)]
-    normal_axis = find_slice_axis(series.affine)
-    if axis not in (None, normal_axis):
-        raise InputError(f"{source}: a DICOM series is upsampled along its slice normal (axis {normal_axis}); "
-                         "for another axis use --output-format nifti.")
-    summary = _upsampled(series.volume, series.affine, source, predict, normal_axis, grid)
-    factor = summary["factor"]
-    write_series(series, *summary["upsampled"], destination, factor, overwrite,
-                 f"x{factor} through-plane slice interpolation by misr_monai ({model})", Path(model).name)
-    return [{"output": str(destination), **summary}]
+    check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
+    items = upsampling_items(source, destination, overwrite, output_format, std)
+    evaluator = VolumeEvaluator("cpu", volume_loader(items, output_format), predict,
+                                SliceInterpolationInferer(factor, axis, spacing, slice_thickness, std=std),
+                                SaveUpsampledd("pred", overwrite=overwrite, model=model), source=source,
+                                keep_voxels=len(items) == 1 and source_kind(Path(source)) != "folder")
+    evaluator.run()
+    return evaluator.summaries
+
+
+def upsampling_items(source: str | os.PathLike, destination: str | os.PathLike, overwrite: bool = False,
+                     output_format: str = "dicom", std: bool = False) -> list[dict]:
+    """The scans of ``source`` and where each goes (``{"image": path, "output": path}``): a NIfTI file or a DICOM
+    series to ``destination``, each NIfTI file of a folder to its own name in the folder ``destination`` (created).
+    The dataset of the bundles' ``inference.json`` and of :py:func:`upsample`.
+
+    Raises:
+        InputError: what :py:func:`check_upsample` rejects of the paths; an empty folder.
+    """
+    kind = check_upsample(source, destination, overwrite=overwrite, std=std, output_format=output_format)
+    source, destination = Path(source), Path(destination)
+    if kind != "folder":
+        return [{"image": str(source), "output": str(destination)}]
+    files = nifti_files(source)
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{destination}: cannot create the output folder ({err.strerror}).") from None
+    return [{"image": str(path), "output": str(destination / path.name)} for path in files]
 
 
 DEFAULT_PROFILE = 1.0
@@ -336,35 +342,7 @@ README): told w = 1 on thin slices, ``context_cnn`` stays above ``cubic`` (0.2-1
 told w = 0 on thick slices it falls up to 3.1 dB below ``cubic``."""
 
 
-class _Grid:
-    """How one upsampling call sets each volume's factor and slice profile: ``factor``, or the one nearest a target
-    ``spacing``; the profile from ``thickness`` (the user's), else ``header_thickness`` (a DICOM series'), else
-    :py:data:`DEFAULT_PROFILE`."""
-
-    def __init__(self, factor: int, spacing: float | None = None, thickness: float | None = None,
-                 header_thickness: float | None = None) -> None:
-        self.factor, self.spacing = factor, spacing
-        self.thickness, self.header_thickness = thickness, header_thickness
-
-    def factor_for(self, spacing: float) -> int:
-        return self.factor if self.spacing is None else factor_for_spacing(spacing, self.spacing)
-
-    def profile_for(self, spacing: float) -> tuple[float, str]:
-        """The profile's width and a phrase saying where it came from."""
-        for thickness, source in ((self.thickness, "--slice-thickness"), (self.header_thickness, "SliceThickness")):
-            if thickness is not None:
-                return slice_profile(thickness, spacing), f"{source} {thickness:g} mm over spacing {spacing:.3g} mm"
-        return DEFAULT_PROFILE, "assumed: no slice thickness given (--slice-thickness MM)"
-
-
-def _say_kind(source: Path, texts: list[str]) -> None:
-    """One line when the scan's header names a kind no shipped model was trained on (:py:mod:`misr_monai.scan_kind`)."""
-    warning = kind_warning(source, texts)
-    if warning:
-        print_line(f"warning: {warning}")
-
-
-def _loaded(predict, std: bool = False) -> SlicePredictor:
+def loaded_predictor(predict, std: bool = False) -> SlicePredictor:
     """``predict``, or the predictor it loads when it is a function of no arguments; with ``std``, a sampling one.
 
     Raises:
@@ -379,77 +357,6 @@ def _loaded(predict, std: bool = False) -> SlicePredictor:
     if std and not is_sampling(predict):
         raise InputError("an uncertainty map (--samples K > 1) needs a sampling model (fast_ddpm) and --factor 2.")
     return predict
-
-
-def _upsampled(data: np.ndarray, affine: np.ndarray, source: Path, predict: SlicePredictor, axis: int | None,
-               grid: _Grid, std: bool = False) -> dict:
-    """The upsampled voxels in the input's dtype and their affine, as :py:func:`upsample`'s summary (with ``std``: the
-    calibrated std map, zero at the acquired slices, under ``"std"``); ``predict`` is loaded after the axis check."""
-    axis = find_slice_axis(affine) if axis is None else axis
-    check_slice_axis(source, data.shape, axis)
-    spacing = float(voxel_spacing(affine)[axis])
-    factor = grid.factor_for(spacing)
-    profile, profile_source = grid.profile_for(spacing)
-    predict = _loaded(predict, std)
-    try:
-        check_model_factor(predict, factor)
-    except InputError as err:
-        raise InputError(f"{source}: {err}") from None
-    if hasattr(predict, "adapted_to"):  # fine-tuned on this volume's own slices (misr_monai.adaptation)
-        from misr_monai.adaptation import scan_spacing
-
-        predict = predict.adapted_to(np.moveaxis(data, axis, 0), scan_spacing(voxel_spacing(affine), axis), factor, profile)
-    summary = {"factor": factor, "profile": profile if any_factor(predict) else None, "profile_source": profile_source}
-    if std:
-        result, spread = upsample_array(data, axis, predict, std=True)
-        spread = predict.calibrated_std(spread, data)
-        np.moveaxis(spread, axis, 0)[::2] = 0  # the acquired slices are certain
-        summary["std"] = spread.astype(np.float32)
-    else:
-        result = upsample_volume(data, axis, predict, factor, profile)
-    result = cast_like(result, data.dtype)
-    if np.issubdtype(data.dtype, np.integer) and data.dtype.itemsize == 8:  # float64 cannot hold every (u)int64
-        np.moveaxis(result, axis, 0)[::factor] = np.moveaxis(data, axis, 0)
-    out_affine = upsampled_affine(affine, axis, factor)
-    return {**summary, "axis": axis, "input_shape": tuple(data.shape), "output_shape": tuple(result.shape),
-            "input_spacing": tuple(voxel_spacing(affine).tolist()),
-            "output_spacing": tuple(voxel_spacing(out_affine).tolist()),
-            "original": (data, affine), "upsampled": (result, out_affine)}
-
-
-def _upsample_to_nifti(data: np.ndarray, img, source: Path, destination: Path, predict: SlicePredictor,
-                       axis: int | None, grid: _Grid, overwrite: bool, std: bool) -> dict:
-    """Upsample voxels read from ``source`` (``img``: the nibabel image whose header and affine describe them) and
-    write NIfTI (and the std map beside it)."""
-    summary = _upsampled(data, img.affine, source, predict, axis, grid, std)
-    result, affine = summary["upsampled"]
-    if std:
-        summary["std_output"] = str(std_path(destination))
-        save_volume(summary["std_output"], summary.pop("std"), affine, img, overwrite)
-    save_volume(destination, result, affine, img, overwrite)
-    return {"output": str(destination), **summary}
-
-
-def _upsample_folder(files: list[Path], destination: Path, predict: SlicePredictor, axis: int | None, grid: _Grid,
-                     overwrite: bool, std: bool) -> list[dict]:
-    """Each file to ``destination`` under its own name, a line each; bad files said, skipped, then raised together."""
-    try:
-        destination.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{destination}: cannot create the output folder ({err.strerror}).") from None
-    skipped, summaries = SkippedInputs("files"), []
-    for path in files:
-        with skipped.guard(path.name):
-            output = destination / path.name
-            for written in _nifti_outputs(output, std):
-                check_output_path(written, overwrite, NIFTI_SUFFIXES)
-            data, img = load_volume(path)
-            _say_kind(path, nifti_texts(img, path.name))
-            summary = _upsample_to_nifti(data, img, path, output, predict, axis, grid, overwrite, std)
-            summaries.append({k: v for k, v in summary.items() if k not in ("original", "upsampled")})
-            print_line(f"{path.name}: written to {output} ({describe(summary)})")
-    skipped.raise_if_any(str(files[0].parent), len(files))
-    return summaries
 
 
 def describe(summary: dict) -> str:

@@ -16,7 +16,8 @@ from misr_monai.predictors.base import SlicePredictor, samples_of
 from misr_monai.apps.tables import write_table
 from misr_monai.interpolation import thick_slices
 from misr_monai.io import InputError, SkippedInputs, load_volume
-from misr_monai.volume import check_slice_axis, upsample_array, upsample_volume
+from misr_monai.inferers.slice_interpolation import SliceInterpolationInferer
+from misr_monai.volume import check_slice_axis, upsample_array
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, pool_calibration, score_calibration, score_reconstruction
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
@@ -70,22 +71,22 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
     truth = protocol_truth(truth, axis, factor, thick)
     profile = float(thick) if profile is None else profile
     kept = np.take(truth, np.arange(0, truth.shape[axis], factor), axis=axis)
+    kept_affine = np.diag([*((1.0, 1.0, 1.0) if spacing is None else spacing), 1.0]).astype(np.float64)
+    kept_affine[axis, axis] *= factor
+    # the adapting model is told the kept slices' thickness: as thick as the volume's spacing, or the simulation's box
+    thickness = None if spacing is None else max(1.0, float(thick) * factor) * spacing[axis]
+    inferer = SliceInterpolationInferer(factor, axis, slice_thickness=thickness, profile=profile, keep_dtype=False,
+                                        min_slices=2)
     scores, reconstructions = {}, {}
     for name, predict in predictors.items():
         start = time.perf_counter()
         std = None
-        if hasattr(predict, "adapted_to"):
-            from misr_monai.adaptation import scan_spacing
-
-            kept_spacing = None if spacing is None else scan_spacing(spacing, axis, factor)
-            thickness = None if spacing is None else max(1.0, float(thick) * factor) * spacing[axis]
-            predict = predict.adapted_to(np.moveaxis(kept, axis, 0), kept_spacing, factor, profile, thickness)
         if samples_of(predict) > 1:
             if factor != 2:
                 raise InputError(f"{name}: the mean of several samples is scored at --factor 2 only.")
             reconstructions[name], std = upsample_array(kept, axis, predict, std=True)
         else:
-            reconstructions[name] = upsample_volume(kept, axis, predict, factor, profile)
+            reconstructions[name] = inferer.upsample(kept, kept_affine, name, predict)["upsampled"][0]
         seconds = time.perf_counter() - start
         scores[name] = {**score_reconstruction(truth, reconstructions[name], axis, factor), "seconds": seconds}
         if std is not None:

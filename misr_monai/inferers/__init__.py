@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 from .fast_ddpm import FastDDPMSampler, SliceTarget
+from .slice_interpolation import SliceInterpolationInferer
 
-__all__ = ["FastDDPMSampler", "SliceTarget"]
+__all__ = ["FastDDPMSampler", "SliceInterpolationInferer", "SliceTarget"]

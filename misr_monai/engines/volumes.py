@@ -1,0 +1,123 @@
+# Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
+"""The Ignite evaluator of whole-scan inference: every bundle's ``inference.json``, and ``misr upsample``."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from monai.data import DataLoader, Dataset
+from monai.data.utils import no_collation
+from monai.engines import SupervisedEvaluator
+from monai.engines.utils import IterationEvents
+
+from misr_monai.io import InputError, SkippedInputs, print_line
+from misr_monai.transforms.scans import ERROR_KEY, LoadScand
+
+__all__ = ["VolumeEvaluator", "volume_loader"]
+
+
+def volume_loader(items: list[dict], output_format: str = "dicom", sampler=None, num_workers: int = 0) -> DataLoader:
+    """One scan per batch, uncollated (scans differ in shape): a ``Dataset`` of ``items`` read by
+    :py:class:`~misr_monai.transforms.scans.LoadScand`, optionally split by a ``DistributedSampler``."""
+    dataset = Dataset(items, LoadScand("image", output_format))
+    return DataLoader(dataset, batch_size=1, shuffle=False, sampler=sampler, num_workers=num_workers,
+                      collate_fn=no_collation)
+
+
+class VolumeEvaluator(SupervisedEvaluator):
+    """A MONAI ``SupervisedEvaluator`` over whole scans: each iteration takes the loader's items (``{"image":
+    MetaTensor, "output": path}``, :py:func:`volume_loader`), upsamples each with ``inferer``
+    (:py:class:`~misr_monai.inferers.SliceInterpolationInferer`) and the slice predictor ``network``, and writes it
+    with ``postprocessing`` (:py:class:`~misr_monai.transforms.scans.SaveUpsampledd`). Its output is the list of
+    written items (``pred``, ``output``, the inferer's ``summary``); :py:attr:`summaries` keeps each summary.
+
+    When ``source`` is a folder of NIfTI files, a bad file is said in one line and skipped, each written file gets
+    a line, and :py:meth:`run` raises one :py:class:`~misr_monai.io.InputError` naming the bad files once the others
+    are written; otherwise the first bad input ends the run, and :py:meth:`run` raises it.
+
+    Args:
+        device: the device of the run (the predictor has its own).
+        val_data_loader: the scans (:py:func:`volume_loader`).
+        network: a slice predictor, or a function of no arguments that loads one once the first scan is read.
+        inferer: the per-scan step.
+        postprocessing: the writer, applied to each item (its ``check(item)``, if it has one, runs before the step).
+        val_handlers: Ignite handlers (progress, metrics savers). Defaults to None.
+        key_val_metric: an Ignite metric over the items, as MONAI's. Defaults to None.
+        source: the input the items came from (a file, a DICOM series or a folder). Defaults to ``""``.
+        keep_voxels: keep each summary's ``original`` and ``upsampled`` voxels (for a preview). Defaults to False.
+    """
+
+    def __init__(self, device: torch.device | str, val_data_loader, network, inferer, postprocessing=None,
+                 val_handlers=None, key_val_metric=None, source: str | os.PathLike = "", keep_voxels: bool = False) -> None:
+        super().__init__(device=torch.device(device), val_data_loader=val_data_loader, network=network,
+                         inferer=inferer, key_val_metric=key_val_metric, val_handlers=val_handlers, decollate=False)
+        self.writer = postprocessing
+        source = Path(source) if source else None
+        self.folder = source is not None and source.is_dir() and not _is_series(source)
+        self.source, self.keep_voxels = source, keep_voxels
+        self.skipped = SkippedInputs("files") if self.folder else None
+        self.summaries: list[dict] = []
+        self.input_error: InputError | None = None
+
+    def _iteration(self, engine: VolumeEvaluator, batchdata: list[dict]) -> list[dict]:
+        outputs = []
+        for item in batchdata:
+            name = Path(str(item.get("output", ""))).name or "volume"
+            try:
+                with self.skipped.guard(name) if self.skipped is not None else nullcontext():
+                    outputs.append(self._upsample(item))
+                    if self.folder:
+                        from misr_monai.volume import describe
+
+                        print_line(f"{name}: written to {item['output']} ({describe(outputs[-1]['summary'])})")
+            except InputError as err:  # raised by run(), in its one line (Ignite would log it as a crash)
+                self.input_error = err
+                engine.terminate()
+                break
+        engine.state.output = outputs
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return outputs
+
+    def _upsample(self, item: dict) -> dict:
+        """One scan: read (or its read error raised), checked against its output, upsampled, written."""
+        if ERROR_KEY in item:
+            raise item[ERROR_KEY]
+        if hasattr(self.writer, "check"):
+            self.writer.check(item, getattr(self.inferer, "std", False))
+        from misr_monai.volume import loaded_predictor
+
+        self.network = loaded_predictor(self.network, getattr(self.inferer, "std", False))  # loaded once, when needed
+        pred = self.inferer(item["image"], self.network)
+        result = {**item, "pred": pred[0], "std": pred[1]} if isinstance(pred, tuple) else {**item, "pred": pred}
+        summary = dict(self.inferer.summaries[0])
+        summary.pop("std", None)
+        if self.writer is not None:
+            result = self.writer(result)
+        if "output" in result:
+            summary["output"] = str(result["output"])
+        if "std_output" in result:
+            summary["std_output"] = result["std_output"]
+        if not self.keep_voxels:
+            summary = {k: v for k, v in summary.items() if k not in ("original", "upsampled")}
+        self.summaries.append(summary)
+        return {**result, "summary": summary}
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """Every scan once; then, for a folder, the one line naming the files that failed."""
+        self.summaries, self.input_error = [], None
+        super().run(global_epoch)
+        if self.input_error is not None:
+            raise self.input_error
+        if self.skipped is not None:
+            self.skipped.raise_if_any(str(self.source), len(self.data_loader.dataset))
+
+
+def _is_series(folder: Path) -> bool:
+    from misr_monai.dicom import is_dicom_folder
+
+    return is_dicom_folder(folder)
+
