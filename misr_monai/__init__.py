@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"
 
 # MONAI says at import, on every CPU machine with pydicom, that an optional GPU DICOM decoder is missing: not ours to act on.
 logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)

@@ -300,16 +300,16 @@ def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict:
     Raises:
         InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
     """
-    from misr_monai.engines.volumes import VolumeEvaluator, volume_loader
+    from misr_monai.engines.volumes import ScanDataset, VolumeEvaluator, volume_loader
     from misr_monai.inferers.slice_interpolation import SliceInterpolationInferer
-    from misr_monai.transforms.scans import SaveUpsampledd
+    from misr_monai.transforms.scans import LoadScand, SaveUpsampledd
 
-    check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
-    items = upsampling_items(source, destination, overwrite, output_format, std)
-    evaluator = VolumeEvaluator("cpu", volume_loader(items, output_format), predict,
+    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
+    scans = ScanDataset(source, destination, LoadScand("image", output_format), overwrite, output_format, std)
+    evaluator = VolumeEvaluator("cpu", volume_loader(scans), predict,
                                 SliceInterpolationInferer(factor, axis, spacing, slice_thickness, std=std),
                                 SaveUpsampledd("pred", overwrite=overwrite, model=model), source=source,
-                                keep_voxels=len(items) == 1 and source_kind(Path(source)) != "folder")
+                                keep_voxels=kind != "folder")
     evaluator.run()
     return evaluator.summaries
 

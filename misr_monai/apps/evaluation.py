@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from ignite.metrics import Metric
+from monai.engines import SupervisedEvaluator
 
 from misr_monai.datalist import load_split
 from misr_monai.predictors.base import SlicePredictor, samples_of
@@ -23,7 +25,8 @@ from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
 __all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluate_volume", "protocol_truth",
            "position_table", "dataset_of", "protocol_volumes",
-           "read_protocol_volume", "run_protocol", "evaluate", "summarize"]
+           "read_protocol_volume", "run_protocol", "evaluate", "summarize", "ProtocolEvaluator", "ProtocolTables", "RowMean",
+           "protocol_loader", "score_volume"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
@@ -150,6 +153,157 @@ def run_protocol(items: list[dict], score: Callable[[dict], list[dict]], consequ
     return rows, skipped
 
 
+class ProtocolEvaluator(SupervisedEvaluator):
+    """The evaluation protocol as a MONAI ``SupervisedEvaluator``: each item a datalist volume
+    (:py:func:`protocol_volumes`, one per batch, uncollated), reconstructed from every ``factor``-th slice by each
+    predictor of ``network`` (a dict: name -> slice predictor) and scored on the others (:py:func:`score_volume`). The
+    output of an iteration is its rows; :py:attr:`rows` keeps them all, in the datalist's order, gathered from every
+    process of a distributed run. A bad volume is said in one line and left out; :py:meth:`run` raises one line naming
+    them once the tables are written (``val_handlers``: :py:class:`ProtocolTables`).
+
+    Args:
+        device: the run's device (each predictor has its own).
+        val_data_loader: the volumes.
+        network: name -> slice predictor.
+        factor, thick, profile: the protocol (:py:func:`evaluate_volume`).
+        out_dir: where figures go (with ``figures``), or None. Defaults to None.
+        figures: draw each volume's figures (factor 2). Defaults to False.
+        key_val_metric, val_handlers: as MONAI's (:py:class:`RowMean`, :py:class:`ProtocolTables`).
+    """
+
+    def __init__(self, device, val_data_loader, network: dict[str, SlicePredictor], factor: int = 2,
+                 thick: float = 0.0, profile: float | None = None, out_dir: str | os.PathLike | None = None,
+                 figures: bool = False, key_val_metric: dict | None = None, val_handlers=None) -> None:
+        import torch
+
+        super().__init__(device=torch.device(device), val_data_loader=val_data_loader, network=network,
+                         key_val_metric=key_val_metric, val_handlers=val_handlers, decollate=False)
+        self.factor, self.thick, self.profile = factor, thick, profile
+        self.out_dir, self.figures = (None if out_dir is None else Path(out_dir)), figures
+        self.rows: list[dict] = []
+        self.written: list[Path] = []
+        self.skipped = SkippedInputs("volumes", "left out of the tables")
+
+    def _iteration(self, engine: ProtocolEvaluator, batchdata: list[dict]) -> list[dict]:
+        from monai.engines.utils import IterationEvents
+
+        rows: list[dict] = []
+        for item in batchdata:
+            with self.skipped.guard(item.get("name", item["volume"])):
+                item_rows, written = score_volume(item, self.network, self.factor, self.thick, self.profile,
+                                                  self.out_dir if self.figures else None)
+                rows += [{**row, "index": item.get("index", 0)} for row in item_rows]
+                self.written += written
+        self.rows += rows
+        engine.state.output = rows
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return rows
+
+    def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
+        """Every volume once (each by one process); the rows of all processes in order; figures removed if the run
+        stops on anything but a bad volume; then the one line naming the bad volumes."""
+        self.rows, self.written = [], []
+        try:
+            super().run(global_epoch)
+        except BaseException:
+            for path in self.written:
+                path.unlink(missing_ok=True)
+            raise
+        self.skipped.raise_if_any()
+
+    def all_rows(self) -> list[dict]:
+        """Every process's rows, in the datalist's order, without their ``index``."""
+        rows = _gathered(self.rows)
+        rows.sort(key=lambda row: row["index"])
+        return [{k: v for k, v in row.items() if k != "index"} for row in rows]
+
+
+def _gathered(items: list) -> list:
+    """``items`` of every process of a distributed run, rank after rank (only this process's outside one)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(items)
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
+
+
+class RowMean(Metric):
+    """An Ignite metric of the protocol: the mean of one column (``psnr``) of one method's per-volume rows, over every
+    process; a key metric for :py:class:`ProtocolEvaluator` (``evaluate.json``'s ``key_metric``)."""
+
+    def __init__(self, column: str, method: str, output_transform=lambda rows: rows) -> None:
+        self.column, self.method = column, method
+        super().__init__(output_transform=output_transform)
+
+    def reset(self) -> None:
+        self.values: list[float] = []
+
+    def update(self, rows: list[dict]) -> None:
+        self.values += [float(r[self.column]) for r in rows if r["method"] == self.method]
+
+    def compute(self) -> float:
+        values = _gathered(self.values)
+        return float(np.mean(values)) if values else float("nan")
+
+
+class ProtocolTables:
+    """An Ignite handler: when a :py:class:`ProtocolEvaluator` completes, the first process writes
+    ``per_volume.{csv,md}``, ``summary.{csv,md}`` and ``positions.{csv,md}`` of every process's rows to
+    ``out_dir``."""
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.out_dir = Path(out_dir)
+
+    def attach(self, engine: ProtocolEvaluator) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: ProtocolEvaluator) -> None:
+        import torch.distributed as dist
+
+        rows = engine.all_rows()
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() > 0:
+            return
+        tables = (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summarize(rows), SUMMARY_COLUMNS),
+                  ("positions", position_table(rows, engine.factor), POSITION_COLUMNS))
+        for name, table, columns in tables:
+            write_table(table, columns, self.out_dir / f"{name}.csv")
+            write_table(table, columns, self.out_dir / f"{name}.md")
+
+
+def protocol_loader(items: list[dict], sampler=None, progress: bool = False):
+    """The protocol volumes ``items`` (:py:func:`protocol_volumes`), numbered in order, one per batch (uncollated),
+    optionally split by ``sampler`` (a ``DistributedSampler`` over ``items``)."""
+    from monai.data import DataLoader
+    from monai.data.utils import no_collation
+
+    items = [{**item, "index": i} for i, item in enumerate(items)]
+    loader = DataLoader(items, batch_size=1, shuffle=False, sampler=sampler, collate_fn=no_collation)
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(loader, desc="evaluate", unit="volume")
+    return loader
+
+
+def score_volume(item: dict, predictors: dict[str, SlicePredictor], factor: int = 2, thick: float = 0.0,
+                 profile: float | None = None, out: Path | None = None) -> tuple[list[dict], list[Path]]:
+    """One protocol volume's rows (:py:func:`evaluate_volume`) and, with ``out`` at factor 2, its figures."""
+    truth, img, axis = read_protocol_volume(item)
+    scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick, profile, voxel_spacing(img.affine))
+    truth = protocol_truth(truth, axis, factor, thick)
+    rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
+            for m, s in scores.items()]
+    written = []
+    if out is not None and factor == 2:  # the figures show the x2 task
+        written = _volume_figures(item["volume"], truth, img, axis, reconstructions, rows, out)
+    return rows, written
+
+
 def evaluate(
     datalists: list[str | os.PathLike],
     split: str,
@@ -162,9 +316,10 @@ def evaluate(
     thick: float = 0.0,
     profile: float | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Run the protocol on one split of each datalist: each volume reconstructed from every ``factor``-th slice by
-    every predictor and scored on the others (:py:func:`evaluate_volume`; ``thick``: its thick-slice variant, True or
-    a profile width w; ``profile``: the width the models are told, by default the simulation's).
+    """Run the protocol on one split of each datalist with :py:class:`ProtocolEvaluator` (as the bundles'
+    ``evaluate.json``): each volume reconstructed from every ``factor``-th slice by every predictor and scored on the
+    others (:py:func:`evaluate_volume`; ``thick``: its thick-slice variant, True or a profile width w; ``profile``:
+    the width the models are told, by default the simulation's).
 
     With ``out_dir``, writes ``per_volume.{csv,md}``, ``summary.{csv,md}``, ``positions.{csv,md}`` (PSNR per position
     in the gap, :py:func:`position_table`) and, with ``figures`` at factor 2, a slice, a reformat
@@ -178,36 +333,14 @@ def evaluate(
     Raises:
         InputError: a missing datalist or split, or volumes that failed (each said in its line; the rest evaluated).
     """
-    out = None if out_dir is None else Path(out_dir)
-    written: list[Path] = []
-
-    def score(item: dict) -> list[dict]:
-        truth, img, axis = read_protocol_volume(item)
-        scores, reconstructions = evaluate_volume(truth, axis, predictors, factor, thick, profile,
-                                                  voxel_spacing(img.affine))
-        truth = protocol_truth(truth, axis, factor, thick)
-        rows = [{"dataset": item["dataset"], "volume": item["volume"], "method": m, "axis": axis, **s}
-                for m, s in scores.items()]
-        if figures and out is not None and factor == 2:  # the figures show the x2 task
-            written.extend(_volume_figures(item["volume"], truth, img, axis, reconstructions, rows, out))
-        return rows
-
+    handlers = [] if out_dir is None else [ProtocolTables(out_dir)]
+    evaluator = ProtocolEvaluator("cpu", protocol_loader(protocol_volumes(datalists, split, dataset_dir), progress=progress),
+                                  predictors, factor, thick, profile, out_dir, figures, val_handlers=handlers)
     try:
-        rows, skipped = run_protocol(protocol_volumes(datalists, split, dataset_dir), score,
-                                     progress="evaluate" if progress else None)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    summary = summarize(rows)
-    if out is not None:
-        tables = (("per_volume", rows, PER_VOLUME_COLUMNS), ("summary", summary, SUMMARY_COLUMNS),
-                  ("positions", position_table(rows, factor), POSITION_COLUMNS))
-        for name, table, columns in tables:
-            write_table(table, columns, out / f"{name}.csv")
-            write_table(table, columns, out / f"{name}.md")
-    skipped.raise_if_any()
-    return rows, summary
+        evaluator.run()
+    finally:
+        rows = evaluator.all_rows()
+    return rows, summarize(rows)
 
 
 def _volume_figures(volume: str, truth: np.ndarray, img, axis: int, reconstructions: dict[str, np.ndarray],

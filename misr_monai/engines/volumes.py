@@ -14,15 +14,33 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from misr_monai.io import InputError, SkippedInputs, print_line
-from misr_monai.transforms.scans import ERROR_KEY, LoadScand
+from misr_monai.transforms.scans import ERROR_KEY
 
-__all__ = ["VolumeEvaluator", "volume_loader"]
+__all__ = ["ScanDataset", "VolumeEvaluator", "volume_loader"]
 
 
-def volume_loader(items: list[dict], output_format: str = "dicom", sampler=None, num_workers: int = 0) -> DataLoader:
-    """One scan per batch, uncollated (scans differ in shape): a ``Dataset`` of ``items`` read by
-    :py:class:`~misr_monai.transforms.scans.LoadScand`, optionally split by a ``DistributedSampler``."""
-    dataset = Dataset(items, LoadScand("image", output_format))
+class ScanDataset(Dataset):
+    """The scans of ``source`` and where each goes (:py:func:`~misr_monai.volume.upsampling_items`), read by
+    ``transform`` (:py:class:`~misr_monai.transforms.scans.LoadScand`); listed when first used, so that a bundle's
+    properties can be checked without its input."""
+
+    def __init__(self, source: str | os.PathLike, destination: str | os.PathLike, transform=None,
+                 overwrite: bool = False, output_format: str = "dicom", std: bool = False) -> None:
+        self.arguments = (source, destination, overwrite, output_format, std)
+        self.transform, self._data = transform, None
+
+    @property
+    def data(self) -> list[dict]:
+        if self._data is None:
+            from misr_monai.volume import upsampling_items
+
+            self._data = upsampling_items(*self.arguments)
+        return self._data
+
+
+def volume_loader(dataset: Dataset, sampler=None, num_workers: int = 0) -> DataLoader:
+    """One scan per batch, uncollated (scans differ in shape), in order; optionally split by a
+    ``DistributedSampler``."""
     return DataLoader(dataset, batch_size=1, shuffle=False, sampler=sampler, num_workers=num_workers,
                       collate_fn=no_collation)
 
@@ -53,7 +71,8 @@ class VolumeEvaluator(SupervisedEvaluator):
     def __init__(self, device: torch.device | str, val_data_loader, network, inferer, postprocessing=None,
                  val_handlers=None, key_val_metric=None, source: str | os.PathLike = "", keep_voxels: bool = False) -> None:
         super().__init__(device=torch.device(device), val_data_loader=val_data_loader, network=network,
-                         inferer=inferer, key_val_metric=key_val_metric, val_handlers=val_handlers, decollate=False)
+                         inferer=inferer, key_val_metric=key_val_metric, val_handlers=val_handlers, decollate=False,
+                         epoch_length=1)  # counted by run(): the scans are listed when first used (ScanDataset)
         self.writer = postprocessing
         source = Path(source) if source else None
         self.folder = source is not None and source.is_dir() and not _is_series(source)
@@ -109,6 +128,7 @@ class VolumeEvaluator(SupervisedEvaluator):
     def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
         """Every scan once; then, for a folder, the one line naming the files that failed."""
         self.summaries, self.input_error = [], None
+        self.state.epoch_length = len(self.data_loader)
         super().run(global_epoch)
         if self.input_error is not None:
             raise self.input_error
