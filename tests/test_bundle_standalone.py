@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 
@@ -53,8 +54,23 @@ def test_bundle_on_its_own(copied, synthetic):
         assert checks == ["directory", "version and changelog", "verify_metadata", "verify_net_in_out", "torchscript",
                           "large_files.yml", "pre-commit"]
 
-    # inference and evaluation are plain calls (misr_monai.volume.upsample, misr_monai.apps.evaluation.evaluate), not an
-    # Ignite engine with an inferer: only the training workflow declares MONAI's properties
+    # the same voxels as misr upsample with the bundle folder as its model
+    cli = subprocess.run([sys.executable, "-m", "misr_monai", "upsample", "input/vol.nii.gz", "cli.nii.gz", "--model", "."],
+                         cwd=copied, capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    np.testing.assert_array_equal(np.asanyarray(nib.load(copied / "cli.nii.gz").dataobj),
+                                  np.asanyarray(nib.load(copied / "eval" / "vol.nii.gz").dataobj))
+    np.testing.assert_array_equal(nib.load(copied / "cli.nii.gz").affine, nib.load(copied / "eval" / "vol.nii.gz").affine)
+
+    # MONAI's inference properties, for inference and evaluation, without input or data; the training properties
+    # without loading a volume (the datalist's files do not exist here)
+    shutil.rmtree(copied / "input")
+    for configs in (["inference.json"], ["inference.json", "evaluate.json"]):
+        infer = _workflow(copied, configs, "infer", "run")
+        assert infer.check_properties() == []
+        assert type(infer.evaluator).__name__ == ("ProtocolEvaluator" if "evaluate.json" in configs else "VolumeEvaluator")
+    bare = _workflow(copied, ["train.json"], "train", "training", output_dir=str(copied / "runs"))
+    assert bare.check_properties() == []
     train = _workflow(copied, ["train.json"], "train", "training", dataset_dir=str(synthetic / "data"),
                       datalist_file=str(synthetic / "datalist.json"), cache_rate=0.0, output_dir=str(copied / "runs"))
     assert train.check_properties() == []
