@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "check_not_input",
+__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "check_not_input", "make_output_folder",
            "atomic_write", "check_affine",
            "report_input_errors", "input_error_in", "print_error", "print_line", "SkippedInputs", "file_sha256"]
 
@@ -118,6 +118,22 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffixes
         raise InputError(f"{path}: output folder {folder} does not exist.")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{path}: output folder {folder} is not writable.")
+    return path
+
+
+def make_output_folder(path: str | os.PathLike) -> Path:
+    """The output folder ``path``, created if need be.
+
+    Raises:
+        InputError: it is a file, or cannot be created.
+    """
+    path = Path(path)
+    if path.is_file():
+        raise InputError(f"{path}: is a file; give a folder for the outputs.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{path}: cannot create the output folder ({err.strerror}).") from None
     return path
 
 

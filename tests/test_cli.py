@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from misr_monai.cli import DEMO_VOLUME, main
+from misr_monai.apps.demo import DEMO_VOLUME
+from misr_monai.cli import main
 from tests.conftest import ROOT, smooth_volume, write_nifti
 
 

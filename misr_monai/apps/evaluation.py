@@ -26,7 +26,7 @@ from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 __all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluate_volume", "protocol_truth",
            "position_table", "dataset_of", "protocol_volumes",
            "read_protocol_volume", "run_protocol", "evaluate", "summarize", "ProtocolEvaluator", "ProtocolTables", "RowMean",
-           "protocol_loader", "score_volume"]
+           "protocol_loader", "score_volume", "protocol_predictors"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
@@ -96,6 +96,36 @@ def evaluate_volume(truth: np.ndarray, axis: int, predictors: dict[str, SlicePre
             scores[name].update(score_calibration(truth, reconstructions[name], std, axis,
                                                   calibration=predict.std_calibration))
     return scores, reconstructions
+
+
+def protocol_predictors(methods: list[str], device: str, batch_size: int = 8, samples: int = 1, seed: int | None = None,
+                        precision: str = "fp32", self_ensemble: bool = False, sharpness: float | None = None,
+                        factor: int = 2, adapt: float | None = None) -> dict[str, SlicePredictor]:
+    """The predictors ``misr evaluate`` scores: ``methods`` with linear and cubic always first, each network model
+    also adapted for ``adapt`` seconds where given (:py:func:`~misr_monai.apps.comparison.with_adapted`), each checked
+    against ``factor``.
+
+    Raises:
+        InputError: an unknown model, a factor it cannot give, several samples at a factor other than 2.
+    """
+    from misr_monai.apps.comparison import with_adapted
+    from misr_monai.interpolation import BASELINES
+    from misr_monai.predictors.registry import load_predictor
+    from misr_monai.volume import check_factor, check_model_factor
+
+    methods = [m for m in methods if m]
+    for required in ("cubic", "linear"):
+        if required not in methods:
+            methods.insert(0, required)
+    predictors = {m: load_predictor(m, device, batch_size, samples=samples, seed=seed, precision=precision,
+                                    self_ensemble=self_ensemble and m not in BASELINES,
+                                    sharpness=sharpness if m not in BASELINES else None)
+                  for m in with_adapted(methods, adapt)}
+    for m, predict in predictors.items():
+        check_model_factor(predict, check_factor(factor), m)
+        if factor != 2 and samples_of(predict) > 1:
+            raise InputError(f"{m}: the mean of several samples (--samples) is scored at --factor 2 only.")
+    return predictors
 
 
 def dataset_of(entry: dict, default: str) -> str:

@@ -10,7 +10,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 
 from misr_monai.io import InputError
-from misr_monai.predictors.base import SlicePredictor, any_factor
+from misr_monai.predictors.base import any_factor
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 from misr_monai.volume import (DEFAULT_PROFILE, cast_like, check_factor, check_model_factor, check_slice_axis,
                                factor_for_spacing, loaded_predictor, slice_profile, upsample_array, upsample_volume,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "split_sharpness", "bundle_folder", "load_predictor",
+__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "split_sharpness", "bundle_folder", "load_predictor", "resolve_device", "load_sampling_predictor",
            "read_calibration", "write_calibration"]
 
 BUNDLES = {
@@ -185,3 +185,44 @@ def write_calibration(bundle: str | os.PathLike, a: float, b: float) -> Path:
     config["std_calibration"] = [round(a, 6), round(b, 6)]
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=4) + "\n"))
     return path
+
+
+def resolve_device(name: str | None) -> str:
+    """The torch device to run on: ``name``, checked, or cuda when available, else cpu.
+
+    Raises:
+        InputError: not a torch device, or a CUDA device this machine does not have.
+    """
+    import torch
+
+    from misr_monai.io import InputError
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name}: not a torch device (cpu, cuda, cuda:1...).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return name
+
+
+def load_sampling_predictor(method: str, device: str | None, batch_size: int, progress: bool, samples: int,
+                            seed: int | None, precision: str, purpose: str):
+    """The sampling model ``method`` with ``samples`` K >= 2 samples per slice, for ``purpose``.
+
+    Raises:
+        InputError: K below 2, or not a sampling model.
+    """
+    from misr_monai.io import InputError
+    from misr_monai.predictors.base import is_sampling
+
+    if samples < 2:
+        raise InputError(f"--samples must be at least 2 for a standard deviation, got {samples}.")
+    predictor = load_predictor(method, resolve_device(device), batch_size, progress, samples, seed, precision)
+    if not is_sampling(predictor):
+        raise InputError(f"{method}: not a sampling model; {purpose} needs one (fast_ddpm).")
+    return predictor
