@@ -40,16 +40,19 @@ def synthetic_volume(shape=(256, 256, 128), seed: int = 0) -> np.ndarray:
 def _measure(method: str, shape, device: str, batch_size: int, precision: str, factor: int, queue) -> None:
     import torch
 
-    from misr_monai.predictors.registry import load_predictor
-    from misr_monai.volume import upsample_volume
+    from monai.data import MetaTensor
 
-    volume = synthetic_volume(shape)
+    from misr_monai.inferers import SliceInterpolationInferer
+    from misr_monai.predictors.registry import load_predictor
+
+    volume = MetaTensor(torch.from_numpy(synthetic_volume(shape))[None])  # in memory, as a bundle's loader gives it
     predict = load_predictor(method, device, batch_size, precision=precision)
     params, macs = count_macs(predict)
-    upsample_volume(volume[..., :3], 2, predict, factor)  # warm-up: oneDNN primitive creation
+    inferer = SliceInterpolationInferer(factor, axis=2, profile=0.0)  # the one path of misr upsample and the bundles
+    inferer(volume[..., :3], predict)  # warm-up: oneDNN primitive creation
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    out = upsample_volume(volume, 2, predict, factor)
+    out = inferer(volume, predict)[0]
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -88,12 +88,13 @@ class SliceInterpolationInferer(Inferer):
             data = (data.as_tensor() if isinstance(data, MetaTensor) else data).detach().cpu().numpy()
             summary = self.upsample(data, affine, source, network, meta.get(SLICE_AXIS), meta.get(SLICE_THICKNESS))
             self.summaries.append(summary)
-            results.append(torch.from_numpy(np.ascontiguousarray(summary["upsampled"][0])))
+            results.append(torch.from_numpy(summary["upsampled"][0]))  # its strides as they are: no copy
             spreads.append(summary.get("std"))
         out_affine = torch.as_tensor(np.stack([s["upsampled"][1] for s in self.summaries]), dtype=torch.float64)
         out_meta = {**meta, "affine": out_affine if batched else out_affine[0], "spatial_shape": results[0].shape,
                     **{k: v for k, v in self.summaries[0].items() if k in ("factor", "axis", "profile")}}
-        out = MetaTensor(torch.stack(results)[:, None].to(inputs.device), meta=out_meta)
+        stacked = results[0][None] if len(results) == 1 else torch.stack(results)  # one volume: no copy
+        out = MetaTensor(stacked[:, None].to(inputs.device), meta=out_meta)
         out = out if batched else out[0]
         if not self.std:
             return out
