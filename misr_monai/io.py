@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "check_not_input", "make_output_folder",
+__all__ = ["InputError", "NIFTI_SUFFIXES", "load_header", "load_volume", "save_volume", "check_output_path", "check_not_input", "make_output_folder", "std_path",
            "atomic_write", "check_affine",
            "report_input_errors", "input_error_in", "print_error", "print_line", "SkippedInputs", "file_sha256"]
 
@@ -119,6 +119,13 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffixes
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{path}: output folder {folder} is not writable.")
     return path
+
+
+def std_path(output_path: str | os.PathLike) -> Path:
+    """Where the uncertainty map of ``output_path`` goes: ``OUT_std.nii.gz`` beside ``OUT.nii.gz``."""
+    output_path = Path(output_path)
+    name, suffix = (output_path.name[:-7], ".nii.gz") if output_path.name.endswith(".nii.gz") else (output_path.stem, output_path.suffix)
+    return output_path.with_name(f"{name}_std{suffix}")
 
 
 def make_output_folder(path: str | os.PathLike) -> Path:

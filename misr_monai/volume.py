@@ -8,11 +8,9 @@ them, or, if it predicts any factor, to the ``F - 1`` slices of every gap: the b
 :py:mod:`misr_monai.interpolation` are predictors, and :py:class:`~misr_monai.predictors.network.NetworkPredictor`
 turns a network into one.
 
-:py:func:`upsample` is the one call for a volume on disk: it checks every argument once before any work and runs the
-bundles' inference evaluator (:py:class:`~misr_monai.engines.volumes.VolumeEvaluator`: the reader and writer of its
-source, a NIfTI file, a folder of them, a DICOM series folder, and the per-volume
-:py:class:`~misr_monai.inferers.SliceInterpolationInferer`), which writes atomically. :py:func:`upsample_volume` is
-the numpy step under the inferer.
+:py:func:`upsample_volume` is the numpy step under :py:class:`~misr_monai.inferers.SliceInterpolationInferer`;
+:py:func:`check_upsample` and :py:func:`upsampling_items` check and list what
+:py:func:`misr_monai.engines.volumes.upsample` (the one call for a volume on disk) reads and writes.
 """
 
 from __future__ import annotations
@@ -25,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from misr_monai.predictors.base import SlicePredictor, any_factor, is_sampling
-from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path
+from misr_monai.io import NIFTI_SUFFIXES, InputError, check_not_input, check_output_path, std_path
 
-__all__ = ["upsample", "upsample_volume", "upsample_array", "check_factor", "check_model_factor", "factor_for_spacing",
+__all__ = ["upsample_volume", "upsample_array", "check_factor", "check_model_factor", "factor_for_spacing",
            "slice_profile", "MAX_FACTOR", "upsampled_affine", "check_slice_axis",
-           "std_path", "cast_like", "describe", "source_kind", "check_upsample", "nifti_files", "DEFAULT_PROFILE",
+           "cast_like", "describe", "source_kind", "check_upsample", "nifti_files", "DEFAULT_PROFILE",
            "loaded_predictor", "upsampling_items"]
 
 
@@ -163,13 +161,6 @@ def check_slice_axis(path: str | os.PathLike, shape: tuple[int, ...], axis: int,
         raise InputError(f"{path}: {shape[axis]} slices along axis {axis}; at least {min_slices} are needed.")
 
 
-def std_path(output_path: str | os.PathLike) -> Path:
-    """Where the uncertainty map of ``output_path`` goes: ``OUT_std.nii.gz`` beside ``OUT.nii.gz``."""
-    output_path = Path(output_path)
-    name, suffix = (output_path.name[:-7], ".nii.gz") if output_path.name.endswith(".nii.gz") else (output_path.stem, output_path.suffix)
-    return output_path.with_name(f"{name}_std{suffix}")
-
-
 def nifti_files(folder: Path) -> list[Path]:
     """The ``.nii``/``.nii.gz`` files of ``folder``, hidden ones aside, sorted.
 
@@ -202,9 +193,9 @@ def source_kind(source: Path) -> str:
 def check_upsample(source: str | os.PathLike, destination: str | os.PathLike, axis: int | None = None,
                    factor: int = 2, overwrite: bool = False, std: bool = False, output_format: str = "dicom",
                    spacing: float | None = None, slice_thickness: float | None = None) -> str:
-    """Every check of :py:func:`upsample`'s arguments that needs neither voxels nor the model; return the source's
-    kind (:py:func:`source_kind`). :py:func:`upsample` runs it first; a caller that loads a model can run it before
-    the load.
+    """Every check of :py:func:`~misr_monai.engines.volumes.upsample`'s arguments that needs neither voxels nor the
+    model; return the source's kind (:py:func:`source_kind`). ``upsample`` runs it first; a caller that loads a model
+    can run it before the load.
 
     Raises:
         InputError: the first problem, in one line.
@@ -251,74 +242,11 @@ def _nifti_outputs(destination: Path, std: bool) -> tuple[Path, ...]:
     return (destination, std_path(destination)) if std else (destination,)
 
 
-def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict: SlicePredictor,
-             axis: int | None = None, factor: int = 2, overwrite: bool = False, std: bool = False,
-             output_format: str = "dicom", model: str = "", spacing: float | None = None,
-             slice_thickness: float | None = None) -> list[dict]:
-    """Upsample a volume on disk through-plane by ``factor`` (or to the ``spacing`` nearest a target) and write the
-    result atomically: every acquired slice kept bit-exact at its own position, ``factor - 1`` new slices per gap.
-
-    The reader and writer follow ``source``:
-
-    - a NIfTI file (3D, or 4D with one volume) -> the NIfTI file ``destination``: the input's dtype, header, units and
-      qform/sform codes, the slice-axis affine column divided by ``factor`` and the origin unchanged, so every
-      original slice keeps its world position;
-    - a folder of NIfTI files -> the folder ``destination`` (created), the same file names; a bad file is said in one
-      line and skipped, and an :py:class:`InputError` naming the bad files is raised once the others are written;
-    - a DICOM series folder -> a new derived series in the folder ``destination``
-      (:py:func:`~misr_monai.dicom.write_series`, along the slice normal), or with ``output_format="nifti"`` a NIfTI
-      file.
-
-    Inputs are only read. Every argument is checked (:py:func:`check_upsample`) before the model runs.
-
-    Args:
-        source: the input (above).
-        destination: the output (above).
-        predict: a slice predictor (see the module docstring), or a function of no arguments that loads one: it is
-            called once the arguments are checked and the input is read, so that bad input is said before a model
-            loads.
-        axis: the slice axis, or None to detect it from the affine. Defaults to None.
-        factor: an integer from 2 to :py:data:`MAX_FACTOR`; a model that predicts midpoints only takes 2, 4 or 8 (x2
-            passes, :py:func:`check_model_factor`). Defaults to 2.
-        overwrite: replace an existing output. Defaults to False.
-        std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` a
-            :py:class:`~misr_monai.predictors.base.SamplingSlicePredictor`) as float32 NIfTI on the output's grid, at
-            :py:func:`std_path`; NIfTI output and ``factor`` 2 only. Defaults to False.
-        output_format: for a DICOM series: ``"dicom"`` or ``"nifti"``. Defaults to ``"dicom"``.
-        model: the model's name, in a derived DICOM series' description. Defaults to ``""``.
-        spacing: a target slice spacing (mm): the factor is the one that brings each volume's spacing nearest it
-            (:py:func:`factor_for_spacing`), instead of ``factor``. Defaults to None.
-        slice_thickness: the acquired slice thickness (mm), for the slice profile the model is told (thickness over
-            spacing, :py:func:`slice_profile`); None: a DICOM series' ``SliceThickness``, else
-            :py:data:`DEFAULT_PROFILE`. Defaults to None.
-
-    Returns:
-        one summary per volume written: ``output`` (and ``std_output``), the axis, the factor, the slice profile and
-        where it came from (``profile``, ``profile_source``), the input and output shapes and spacings, and
-        ``original`` and ``upsampled``, each ``(voxels, affine)``.
-
-    Raises:
-        InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
-    """
-    from misr_monai.engines.volumes import ScanDataset, VolumeEvaluator, volume_loader
-    from misr_monai.inferers.slice_interpolation import SliceInterpolationInferer
-    from misr_monai.transforms.scans import LoadScand, SaveUpsampledd
-
-    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
-    scans = ScanDataset(source, destination, LoadScand("image", output_format), overwrite, output_format, std)
-    evaluator = VolumeEvaluator("cpu", volume_loader(scans), predict,
-                                SliceInterpolationInferer(factor, axis, spacing, slice_thickness, std=std),
-                                SaveUpsampledd("pred", overwrite=overwrite, model=model), source=source,
-                                keep_voxels=kind != "folder")
-    evaluator.run()
-    return evaluator.summaries
-
-
 def upsampling_items(source: str | os.PathLike, destination: str | os.PathLike, overwrite: bool = False,
                      output_format: str = "dicom", std: bool = False) -> list[dict]:
     """The scans of ``source`` and where each goes (``{"image": path, "output": path}``): a NIfTI file or a DICOM
     series to ``destination``, each NIfTI file of a folder to its own name in the folder ``destination`` (created).
-    The dataset of the bundles' ``inference.json`` and of :py:func:`upsample`.
+    The dataset of the bundles' ``inference.json`` and of :py:func:`~misr_monai.engines.volumes.upsample`.
 
     Raises:
         InputError: what :py:func:`check_upsample` rejects of the paths; an empty folder.
@@ -360,7 +288,8 @@ def loaded_predictor(predict, std: bool = False) -> SlicePredictor:
 
 
 def describe(summary: dict) -> str:
-    """One line of an :py:func:`upsample` summary: shapes, factor, slice spacing and the slice profile assumed."""
+    """One line of an :py:func:`~misr_monai.engines.volumes.upsample` summary: shapes, factor, slice spacing and the
+    slice profile assumed."""
     axis = summary["axis"]
     line = (f"{summary['input_shape']} -> {summary['output_shape']} along axis {axis}, x{summary['factor']}, spacing "
             f"{summary['input_spacing'][axis]:.3f} -> {summary['output_spacing'][axis]:.3f} mm")

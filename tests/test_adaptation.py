@@ -166,7 +166,7 @@ def test_a_scan_of_an_unfamiliar_kind_gets_one_line(tmp_path, capsys):
 
 
 def test_compare_and_evaluate_add_the_adapted_models_beside_the_others():
-    from misr_monai.apps.comparison import with_adapted
+    from misr_monai.predictors.registry import with_adapted
     from misr_monai.predictors.registry import bundle_folder
 
     methods = ["linear", "cubic", "residual_cnn", "fast_ddpm:k1", "context_cnn"]

@@ -20,7 +20,8 @@ from misr_monai.io import InputError
 from misr_monai.networks.nets import ResidualInterpolationNet, warm_start
 from misr_monai.predictors.network import NetworkPredictor
 from misr_monai.transforms import RandSliceGap, SliceGaps
-from misr_monai.volume import DEFAULT_PROFILE, factor_for_spacing, slice_profile, upsample, upsample_volume
+from misr_monai.engines.volumes import upsample
+from misr_monai.volume import DEFAULT_PROFILE, factor_for_spacing, slice_profile, upsample_volume
 from tests.conftest import ROOT, smooth_volume, write_nifti
 
 

@@ -7,7 +7,8 @@ import torch
 
 from misr_monai.interpolation import cubic_interpolate, linear_interpolate
 from misr_monai.predictors.network import NetworkPredictor
-from misr_monai.volume import upsample, upsample_array
+from misr_monai.engines.volumes import upsample
+from misr_monai.volume import upsample_array
 from tests.conftest import smooth_volume, write_nifti
 
 

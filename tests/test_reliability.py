@@ -151,7 +151,7 @@ def test_arguments_are_checked_before_any_work(tmp_path):
 
 
 def test_bundle_input_dir_that_is_a_file_is_one_line(tmp_path):
-    """A bundle's input_dir may be one NIfTI file (misr_monai.volume.upsample's reader follows the input); its output
+    """A bundle's input_dir may be one NIfTI file (the inference evaluator's reader follows the input); its output
     must then be a NIfTI name, said in one line when it is not."""
     bundle = CODE_BUNDLES[0]
     src = write_nifti(tmp_path / "vol.nii.gz", smooth_volume((16, 16, 5)))

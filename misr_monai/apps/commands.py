@@ -14,7 +14,8 @@ __all__ = ["adapt_command", "benchmark_command", "calibrate_command", "compare_c
 def upsample_command(args) -> None:
     from misr_monai.io import InputError, check_output_path
     from misr_monai.predictors.registry import load_predictor, resolve_device
-    from misr_monai.volume import describe, source_kind, upsample
+    from misr_monai.engines.volumes import upsample
+    from misr_monai.volume import describe, source_kind
 
     device = resolve_device(args.device)
     kind = source_kind(Path(args.input))  # upsample checks every argument, before it loads the model

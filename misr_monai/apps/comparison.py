@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from misr_monai.adaptation import ADAPT_SUFFIX
 from misr_monai.apps.costs import count_macs
 from misr_monai.apps.evaluation import (PER_VOLUME_COLUMNS, POSITION_COLUMNS, SUMMARY_COLUMNS, evaluate_volume,
                                         position_table, protocol_volumes, read_protocol_volume, run_protocol, summarize)
 from misr_monai.apps.tables import write_table
 from misr_monai.predictors.base import is_sampling, samples_of
 from misr_monai.predictors.registry import (SELF_ENSEMBLE, bundle_folder, load_predictor, read_calibration,
-                                            split_samples, split_sharpness)
+                                            split_samples, split_sharpness, with_adapted)
 from misr_monai.interpolation import BASELINES
 from misr_monai.io import InputError, atomic_write, file_sha256, load_volume, print_line
 from misr_monai.metrics import CALIBRATION_METRICS, METRICS, calibrated_coverage
@@ -31,7 +30,7 @@ from misr_monai.apps.report import MIN_VOLUMES, paired_markdown, summary_markdow
 from misr_monai.transforms.utils import percentile_scale_factor, voxel_spacing
 from misr_monai.volume import check_factor, check_model_factor
 
-__all__ = ["load_experiment", "compare", "with_adapted", "paired_statistics", "PAIRED_COLUMNS"]
+__all__ = ["load_experiment", "compare", "paired_statistics", "PAIRED_COLUMNS"]
 
 COMPARE_COLUMNS = (*SUMMARY_COLUMNS, *(f"{m}_std" for m in METRICS if m != "psnr"), "gain_cubic_db",
                    "seconds_per_volume", "params", "macs_per_voxel")
@@ -297,20 +296,6 @@ def _figures(experiment: dict, methods: list[str], rows: list[dict], models: _Me
         slice_profile_figure([r for r in rows if r["dataset"] == dataset and r["volume"] == volume], reference,
                              written[-1], f"{volume}: per-slice PSNR against {reference}")
     return written
-
-
-def with_adapted(methods: list[str], seconds: float | None) -> list[str]:
-    """``methods`` with, after each network model, the same model adapted to each volume for ``seconds``
-    (``context_cnn:a180``, :py:class:`~misr_monai.adaptation.AdaptingPredictor`); ``methods`` when ``seconds`` is
-    None."""
-    if not seconds:
-        return methods
-
-    def adaptable(method: str) -> bool:
-        folder = None if method in BASELINES else bundle_folder(method)
-        return folder is not None and "samples" not in json.loads((folder / "configs" / "inference.json").read_text())
-
-    return list(dict.fromkeys(n for m in methods for n in (m, *([f"{m}{ADAPT_SUFFIX}{seconds:g}"] if adaptable(m) else []))))
 
 
 def compare(experiment: dict, out_dir: str | os.PathLike, command: str = "", progress: bool = True) -> dict:

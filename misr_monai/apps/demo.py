@@ -12,7 +12,8 @@ from misr_monai.apps.figures import demo_figure
 from misr_monai.interpolation import cubic_interpolate
 from misr_monai.io import load_volume, make_output_folder, save_volume
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
-from misr_monai.volume import check_factor, check_model_factor, upsample, upsample_volume
+from misr_monai.engines.volumes import upsample
+from misr_monai.volume import check_factor, check_model_factor, upsample_volume
 
 __all__ = ["DEMO_VOLUME", "run_demo"]
 
@@ -22,7 +23,7 @@ DEMO_VOLUME = Path(__file__).resolve().parents[1] / "data" / "sub-53_T1w.nii.gz"
 
 def run_demo(predict, model: str, out: str | os.PathLike, factor: int = 2) -> dict:
     """Keep every ``factor``-th slice of :py:data:`DEMO_VOLUME` (written as ``*_decimated.nii.gz``), upsample it with
-    ``predict`` through :py:func:`~misr_monai.volume.upsample` (``*_xF_MODEL.nii.gz``) and draw it beside cubic and
+    ``predict`` through :py:func:`~misr_monai.engines.volumes.upsample` (``*_xF_MODEL.nii.gz``) and draw it beside cubic and
     the truth (``*_xF.png``).
 
     Returns:

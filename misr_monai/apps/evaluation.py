@@ -102,15 +102,14 @@ def protocol_predictors(methods: list[str], device: str, batch_size: int = 8, sa
                         precision: str = "fp32", self_ensemble: bool = False, sharpness: float | None = None,
                         factor: int = 2, adapt: float | None = None) -> dict[str, SlicePredictor]:
     """The predictors ``misr evaluate`` scores: ``methods`` with linear and cubic always first, each network model
-    also adapted for ``adapt`` seconds where given (:py:func:`~misr_monai.apps.comparison.with_adapted`), each checked
+    also adapted for ``adapt`` seconds where given (:py:func:`~misr_monai.predictors.registry.with_adapted`), each checked
     against ``factor``.
 
     Raises:
         InputError: an unknown model, a factor it cannot give, several samples at a factor other than 2.
     """
-    from misr_monai.apps.comparison import with_adapted
     from misr_monai.interpolation import BASELINES
-    from misr_monai.predictors.registry import load_predictor
+    from misr_monai.predictors.registry import load_predictor, with_adapted
     from misr_monai.volume import check_factor, check_model_factor
 
     methods = [m for m in methods if m]
@@ -269,13 +268,13 @@ class RowMean(Metric):
         super().__init__(output_transform=output_transform)
 
     def reset(self) -> None:
-        self.values: list[float] = []
+        self.values: list[tuple[int, float]] = []
 
     def update(self, rows: list[dict]) -> None:
-        self.values += [float(r[self.column]) for r in rows if r["method"] == self.method]
+        self.values += [(r.get("index", 0), float(r[self.column])) for r in rows if r["method"] == self.method]
 
     def compute(self) -> float:
-        values = _gathered(self.values)
+        values = [v for _, v in sorted(_gathered(self.values))]  # the datalist's order: the same sum on any split
         return float(np.mean(values)) if values else float("nan")
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The Ignite evaluator of whole-scan inference: every bundle's ``inference.json``, and ``misr upsample``."""
+"""The Ignite evaluator of whole-scan inference, every bundle's ``inference.json``, and :py:func:`upsample`, the one call
+for a volume on disk (``misr upsample``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 
 from misr_monai.io import InputError, SkippedInputs, print_line
-from misr_monai.transforms.scans import ERROR_KEY
+from misr_monai.inferers.slice_interpolation import SliceInterpolationInferer
+from misr_monai.predictors.base import SlicePredictor
+from misr_monai.transforms.scans import ERROR_KEY, LoadScand, SaveUpsampledd
+from misr_monai.volume import check_upsample, describe, loaded_predictor, upsampling_items
 
-__all__ = ["ScanDataset", "VolumeEvaluator", "volume_loader"]
+__all__ = ["ScanDataset", "VolumeEvaluator", "upsample", "volume_loader"]
 
 
 class ScanDataset(Dataset):
@@ -32,8 +36,6 @@ class ScanDataset(Dataset):
     @property
     def data(self) -> list[dict]:
         if self._data is None:
-            from misr_monai.volume import upsampling_items
-
             self._data = upsampling_items(*self.arguments)
         return self._data
 
@@ -89,8 +91,6 @@ class VolumeEvaluator(SupervisedEvaluator):
                 with self.skipped.guard(name) if self.skipped is not None else nullcontext():
                     outputs.append(self._upsample(item))
                     if self.folder:
-                        from misr_monai.volume import describe
-
                         print_line(f"{name}: written to {item['output']} ({describe(outputs[-1]['summary'])})")
             except InputError as err:  # raised by run(), in its one line (Ignite would log it as a crash)
                 self.input_error = err
@@ -107,8 +107,6 @@ class VolumeEvaluator(SupervisedEvaluator):
             raise item[ERROR_KEY]
         if hasattr(self.writer, "check"):
             self.writer.check(item, getattr(self.inferer, "std", False))
-        from misr_monai.volume import loaded_predictor
-
         self.network = loaded_predictor(self.network, getattr(self.inferer, "std", False))  # loaded once, when needed
         pred = self.inferer(item["image"], self.network)
         result = {**item, "pred": pred[0], "std": pred[1]} if isinstance(pred, tuple) else {**item, "pred": pred}
@@ -141,3 +139,61 @@ def _is_series(folder: Path) -> bool:
 
     return is_dicom_folder(folder)
 
+
+def upsample(source: str | os.PathLike, destination: str | os.PathLike, predict: SlicePredictor,
+             axis: int | None = None, factor: int = 2, overwrite: bool = False, std: bool = False,
+             output_format: str = "dicom", model: str = "", spacing: float | None = None,
+             slice_thickness: float | None = None) -> list[dict]:
+    """Upsample a volume on disk through-plane by ``factor`` (or to the ``spacing`` nearest a target) and write the
+    result atomically: every acquired slice kept bit-exact at its own position, ``factor - 1`` new slices per gap.
+
+    The reader and writer follow ``source``:
+
+    - a NIfTI file (3D, or 4D with one volume) -> the NIfTI file ``destination``: the input's dtype, header, units and
+      qform/sform codes, the slice-axis affine column divided by ``factor`` and the origin unchanged, so every
+      original slice keeps its world position;
+    - a folder of NIfTI files -> the folder ``destination`` (created), the same file names; a bad file is said in one
+      line and skipped, and an :py:class:`InputError` naming the bad files is raised once the others are written;
+    - a DICOM series folder -> a new derived series in the folder ``destination``
+      (:py:func:`~misr_monai.dicom.write_series`, along the slice normal), or with ``output_format="nifti"`` a NIfTI
+      file.
+
+    Inputs are only read. Every argument is checked (:py:func:`check_upsample`) before the model runs.
+
+    Args:
+        source: the input (above).
+        destination: the output (above).
+        predict: a slice predictor (see the module docstring), or a function of no arguments that loads one: it is
+            called once the arguments are checked and the input is read, so that bad input is said before a model
+            loads.
+        axis: the slice axis, or None to detect it from the affine. Defaults to None.
+        factor: an integer from 2 to :py:data:`MAX_FACTOR`; a model that predicts midpoints only takes 2, 4 or 8 (x2
+            passes, :py:func:`check_model_factor`). Defaults to 2.
+        overwrite: replace an existing output. Defaults to False.
+        std: also write the calibrated per-voxel standard deviation of a sampling model's samples (``predict`` a
+            :py:class:`~misr_monai.predictors.base.SamplingSlicePredictor`) as float32 NIfTI on the output's grid, at
+            :py:func:`~misr_monai.io.std_path`; NIfTI output and ``factor`` 2 only. Defaults to False.
+        output_format: for a DICOM series: ``"dicom"`` or ``"nifti"``. Defaults to ``"dicom"``.
+        model: the model's name, in a derived DICOM series' description. Defaults to ``""``.
+        spacing: a target slice spacing (mm): the factor is the one that brings each volume's spacing nearest it
+            (:py:func:`factor_for_spacing`), instead of ``factor``. Defaults to None.
+        slice_thickness: the acquired slice thickness (mm), for the slice profile the model is told (thickness over
+            spacing, :py:func:`slice_profile`); None: a DICOM series' ``SliceThickness``, else
+            :py:data:`DEFAULT_PROFILE`. Defaults to None.
+
+    Returns:
+        one summary per volume written: ``output`` (and ``std_output``), the axis, the factor, the slice profile and
+        where it came from (``profile``, ``profile_source``), the input and output shapes and spacings, and
+        ``original`` and ``upsampled``, each ``(voxels, affine)``.
+
+    Raises:
+        InputError: bad input, axis, factor or output path (nothing is written), or bad files in a folder.
+    """
+    kind = check_upsample(source, destination, axis, factor, overwrite, std, output_format, spacing, slice_thickness)
+    scans = ScanDataset(source, destination, LoadScand("image", output_format), overwrite, output_format, std)
+    evaluator = VolumeEvaluator("cpu", volume_loader(scans), predict,
+                                SliceInterpolationInferer(factor, axis, spacing, slice_thickness, std=std),
+                                SaveUpsampledd("pred", overwrite=overwrite, model=model), source=source,
+                                keep_voxels=kind != "folder")
+    evaluator.run()
+    return evaluator.summaries

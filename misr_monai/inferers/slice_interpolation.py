@@ -11,17 +11,14 @@ from monai.inferers import Inferer
 
 from misr_monai.io import InputError
 from misr_monai.predictors.base import any_factor
+from misr_monai.transforms.scans import SLICE_AXIS, SLICE_THICKNESS
 from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 from misr_monai.volume import (DEFAULT_PROFILE, cast_like, check_factor, check_model_factor, check_slice_axis,
                                factor_for_spacing, loaded_predictor, slice_profile, upsample_array, upsample_volume,
                                upsampled_affine)
 
-__all__ = ["SliceInterpolationInferer", "SLICE_AXIS", "SLICE_THICKNESS"]
+__all__ = ["SliceInterpolationInferer"]
 
-SLICE_AXIS = "slice_axis"
-"""Meta key of a volume whose slice axis is fixed by its source (a DICOM series: its normal); else the inferer's."""
-SLICE_THICKNESS = "slice_thickness"
-"""Meta key of the acquired slice thickness (mm) a source's header gives (a DICOM series' ``SliceThickness``)."""
 
 
 class SliceInterpolationInferer(Inferer):
@@ -37,11 +34,11 @@ class SliceInterpolationInferer(Inferer):
 
     Args:
         factor: an integer from 2 to 8. Defaults to 2.
-        axis: the slice axis of the spatial dims, or None: the volume's meta :py:data:`SLICE_AXIS`, else the one the
+        axis: the slice axis of the spatial dims, or None: the volume's meta :py:data:`~misr_monai.transforms.scans.SLICE_AXIS`, else the one the
             affine says. Defaults to None.
         spacing: a target slice spacing (mm): each volume's factor is the one nearest it, instead of ``factor``.
         slice_thickness: the acquired slice thickness (mm) for the slice profile the model is told (thickness over
-            spacing); None: the meta's :py:data:`SLICE_THICKNESS`, else :py:data:`~misr_monai.volume.DEFAULT_PROFILE`.
+            spacing); None: the meta's :py:data:`~misr_monai.transforms.scans.SLICE_THICKNESS`, else :py:data:`~misr_monai.volume.DEFAULT_PROFILE`.
         profile: the slice profile's width to tell the model whatever the thickness (the protocol's). Defaults to None.
         std: return ``(upsampled, std)``: a sampling model's calibrated std map on the same grid, zero at the
             acquired slices (factor 2). Defaults to False.

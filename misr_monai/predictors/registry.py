@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "split_sharpness", "bundle_folder", "load_predictor", "resolve_device", "load_sampling_predictor",
+__all__ = ["bundles_dir", "BUNDLES", "DEFAULT_MODEL", "SELF_ENSEMBLE", "split_samples", "split_sharpness", "bundle_folder", "load_predictor", "with_adapted", "resolve_device", "load_sampling_predictor",
            "read_calibration", "write_calibration"]
 
 BUNDLES = {
@@ -226,3 +226,22 @@ def load_sampling_predictor(method: str, device: str | None, batch_size: int, pr
     if not is_sampling(predictor):
         raise InputError(f"{method}: not a sampling model; {purpose} needs one (fast_ddpm).")
     return predictor
+
+
+def with_adapted(methods: list[str], seconds: float | None) -> list[str]:
+    """``methods`` with, after each network model, the same model adapted to each volume for ``seconds``
+    (``context_cnn:a180``, :py:class:`~misr_monai.adaptation.AdaptingPredictor`); ``methods`` when ``seconds`` is
+    None."""
+    import json
+
+    from misr_monai.adaptation import ADAPT_SUFFIX
+    from misr_monai.interpolation import BASELINES
+
+    if not seconds:
+        return methods
+
+    def adaptable(method: str) -> bool:
+        folder = None if method in BASELINES else bundle_folder(method)
+        return folder is not None and "samples" not in json.loads((folder / "configs" / "inference.json").read_text())
+
+    return list(dict.fromkeys(n for m in methods for n in (m, *([f"{m}{ADAPT_SUFFIX}{seconds:g}"] if adaptable(m) else []))))

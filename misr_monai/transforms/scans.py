@@ -13,12 +13,16 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from misr_monai.inferers.slice_interpolation import SLICE_AXIS, SLICE_THICKNESS
-from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path, load_volume, print_line, save_volume
+from misr_monai.io import NIFTI_SUFFIXES, InputError, check_output_path, load_volume, print_line, save_volume, std_path
 from misr_monai.scan_kind import dicom_texts, kind_warning, nifti_texts
 from misr_monai.transforms.utils import find_slice_axis
 
-__all__ = ["LoadScand", "SaveUpsampledd", "ERROR_KEY", "NIFTI_KEY", "SERIES_KEY"]
+__all__ = ["LoadScand", "SaveUpsampledd", "ERROR_KEY", "NIFTI_KEY", "SERIES_KEY", "SLICE_AXIS", "SLICE_THICKNESS"]
+
+SLICE_AXIS = "slice_axis"
+"""Meta key of a volume whose slice axis is fixed by its source (a DICOM series: its normal); else the inferer's."""
+SLICE_THICKNESS = "slice_thickness"
+"""Meta key of the acquired slice thickness (mm) a source's header gives (a DICOM series' ``SliceThickness``)."""
 
 ERROR_KEY = "error"
 """Item key of the :py:class:`~misr_monai.io.InputError` a scan could not be read with (the evaluator reports it)."""
@@ -86,7 +90,7 @@ class SaveUpsampledd(MapTransform):
     """Write each key's upsampled volume to the path under ``output_key``, atomically: NIfTI with the input's header
     (dtype, units, qform/sform codes) and the new affine, or, for a series read from DICOM and an output that is not
     a NIfTI name, a derived DICOM series (:py:func:`~misr_monai.dicom.write_series`). A ``std`` item beside it is
-    written as float32 NIfTI at :py:func:`~misr_monai.volume.std_path`.
+    written as float32 NIfTI at :py:func:`~misr_monai.io.std_path`.
 
     Args:
         keys: the upsampled volumes' keys. Defaults to ``"pred"``.
@@ -102,16 +106,12 @@ class SaveUpsampledd(MapTransform):
 
     def check(self, item: dict, std: bool = False) -> None:
         """Before any work: reject a NIfTI output (or, with ``std``, its std map) that exists without ``overwrite``."""
-        from misr_monai.volume import std_path
-
         output = Path(item[self.output_key])
         if output.name.endswith(NIFTI_SUFFIXES):
             for path in (output, std_path(output)) if std else (output,):
                 check_output_path(path, self.overwrite, NIFTI_SUFFIXES)
 
     def __call__(self, data: dict) -> dict:
-        from misr_monai.volume import std_path
-
         d = dict(data)
         for key in self.key_iterator(d):
             pred, output = d[key], Path(d[self.output_key])
