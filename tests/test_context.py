@@ -145,5 +145,6 @@ def test_bundle_variants_differ_only_in_data_and_schedule():
     for variant, base in DATA_VARIANTS.items():
         assert source[variant]["from"] == base
         assert set(source[variant]["files"]) == {"logging.conf", "inference.json", "evaluate.json", "train.json",
-                                                 "multi_gpu_train.json"}
+                                                 "multi_gpu_train.json", "multi_gpu_inference.json",
+                                                 "multi_gpu_evaluate.json"}
         assert {k for values in source[variant]["files"].values() for k in values} <= allowed

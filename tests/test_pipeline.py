@@ -26,6 +26,9 @@ def test_many_draws_through_the_bundles_loader_leave_the_cache_bitwise_unchanged
                    "patch_size": [16, 16], "batch_size": 16})
     dataset = parser.get_parsed_content("train#dataset")
     assert dataset.copy_cache is False
+    assert all(item is None for item in dataset._cache)  # cached at run time: resolving the config loads no volume
+    for index in range(len(dataset)):
+        dataset[index]
     before = [{k: v.clone() for k, v in item.items() if isinstance(v, torch.Tensor)} for item in dataset._cache]
     patches = 0
     for _ in range(3):
