@@ -51,7 +51,7 @@ def test_two_process_evaluation_gives_the_one_process_rows(synthetic, tmp_path):
     datalist = json.loads((synthetic / "datalist.json").read_text())
     datalist["test"] = datalist["training"] + datalist["validation"]  # five volumes
     (tmp_path / "datalist.json").write_text(json.dumps(datalist))
-    common = {"datalist_file": tmp_path / "datalist.json", "dataset_dir": synthetic / "data"}
+    common = {"datalist_file": tmp_path / "datalist.json", "dataset_dir": synthetic / "data", "figures": False}
     one = _bundle_run(["inference.json", "evaluate.json"], 1, 0, output_dir=tmp_path / "one", **common)
     assert one.returncode == 0, one.stderr[-3000:]
     two = _bundle_run(["inference.json", "evaluate.json", "multi_gpu_evaluate.json"], 2, 29532,
