@@ -23,8 +23,8 @@ DEMO_VOLUME = Path(__file__).resolve().parents[1] / "data" / "sub-53_T1w.nii.gz"
 
 def run_demo(predict, model: str, out: str | os.PathLike, factor: int = 2) -> dict:
     """Keep every ``factor``-th slice of :py:data:`DEMO_VOLUME` (written as ``*_decimated.nii.gz``), upsample it with
-    ``predict`` through :py:func:`~misr_monai.engines.volumes.upsample` (``*_xF_MODEL.nii.gz``) and draw it beside cubic and
-    the truth (``*_xF.png``).
+    ``predict`` through :py:func:`~misr_monai.engines.volumes.upsample` (``*_xF_MODEL.nii.gz``) and draw it beside
+    cubic and the truth (``*_xF.png``).
 
     Returns:
         the upsampling's summary, with ``result`` and ``figure`` (paths) and ``psnr`` (method -> PSNR of the new
@@ -45,7 +45,8 @@ def run_demo(predict, model: str, out: str | os.PathLike, factor: int = 2) -> di
     info = upsample(out / f"{stem}_decimated.nii.gz", result, predict, axis, factor, overwrite=True,
                     slice_thickness=thickness)[0]
     crop = np.take(truth, np.arange(info["output_shape"][axis]), axis=axis)
-    reconstructions = {"cubic": upsample_volume(decimated, axis, cubic_interpolate, factor), model: info["upsampled"][0]}
+    reconstructions = {"cubic": upsample_volume(decimated, axis, cubic_interpolate, factor),
+                       model: info["upsampled"][0]}
     figure = out / f"{stem}_x{factor}.png"
     psnr = demo_figure(crop, reconstructions, axis, img.affine, figure,
                        f"{DEMO_VOLUME.name}: x{factor} through-plane, {model} against cubic "

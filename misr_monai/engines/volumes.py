@@ -1,6 +1,6 @@
 # Copyright (c) misr_monai contributors. Licensed under the Apache License, Version 2.0.
-"""The Ignite evaluator of whole-scan inference, every bundle's ``inference.json``, and :py:func:`upsample`, the one call
-for a volume on disk (``misr upsample``)."""
+"""The Ignite evaluator of whole-scan inference, every bundle's ``inference.json``, and :py:func:`upsample`, the one
+call for a volume on disk (``misr upsample``)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class VolumeEvaluator(SupervisedEvaluator):
     """
 
     def __init__(self, device: torch.device | str, val_data_loader, network, inferer, postprocessing=None,
-                 val_handlers=None, key_val_metric=None, source: str | os.PathLike = "", keep_voxels: bool = False) -> None:
+                 val_handlers=None, key_val_metric=None, source: str | os.PathLike = "",
+                 keep_voxels: bool = False) -> None:
         super().__init__(device=torch.device(device), val_data_loader=val_data_loader, network=network,
                          inferer=inferer, key_val_metric=key_val_metric, val_handlers=val_handlers, decollate=False,
                          epoch_length=1)  # counted by run(): the scans are listed when first used (ScanDataset)

@@ -20,7 +20,6 @@ from misr_monai.volume import (DEFAULT_PROFILE, cast_like, check_factor, check_m
 __all__ = ["SliceInterpolationInferer"]
 
 
-
 class SliceInterpolationInferer(Inferer):
     """Upsample channel-first volumes through-plane with a slice predictor: every acquired slice kept bit-exact at a
     multiple of the factor, ``factor - 1`` predicted slices per gap, clipped to the acquired slices' range, in the
@@ -34,11 +33,12 @@ class SliceInterpolationInferer(Inferer):
 
     Args:
         factor: an integer from 2 to 8. Defaults to 2.
-        axis: the slice axis of the spatial dims, or None: the volume's meta :py:data:`~misr_monai.transforms.scans.SLICE_AXIS`, else the one the
-            affine says. Defaults to None.
+        axis: the slice axis of the spatial dims, or None: the volume's meta
+            :py:data:`~misr_monai.transforms.scans.SLICE_AXIS`, else the one the affine says. Defaults to None.
         spacing: a target slice spacing (mm): each volume's factor is the one nearest it, instead of ``factor``.
         slice_thickness: the acquired slice thickness (mm) for the slice profile the model is told (thickness over
-            spacing); None: the meta's :py:data:`~misr_monai.transforms.scans.SLICE_THICKNESS`, else :py:data:`~misr_monai.volume.DEFAULT_PROFILE`.
+            spacing); None: the meta's :py:data:`~misr_monai.transforms.scans.SLICE_THICKNESS`, else
+            :py:data:`~misr_monai.volume.DEFAULT_PROFILE`.
         profile: the slice profile's width to tell the model whatever the thickness (the protocol's). Defaults to None.
         std: return ``(upsampled, std)``: a sampling model's calibrated std map on the same grid, zero at the
             acquired slices (factor 2). Defaults to False.
