@@ -25,8 +25,8 @@ from misr_monai.transforms.utils import find_slice_axis, voxel_spacing
 
 __all__ = ["PER_VOLUME_COLUMNS", "SUMMARY_COLUMNS", "POSITION_COLUMNS", "evaluate_volume", "protocol_truth",
            "position_table", "dataset_of", "protocol_volumes",
-           "read_protocol_volume", "run_protocol", "evaluate", "summarize", "ProtocolEvaluator", "ProtocolTables", "RowMean",
-           "protocol_loader", "score_volume", "protocol_predictors"]
+           "read_protocol_volume", "run_protocol", "evaluate", "summarize", "ProtocolEvaluator", "ProtocolTables",
+           "RowMean", "protocol_loader", "score_volume", "protocol_predictors"]
 
 PER_VOLUME_COLUMNS = ("dataset", "volume", "method", "axis", "slices", *METRICS, *CALIBRATION_METRICS, "seconds")
 SUMMARY_COLUMNS = ("dataset", "method", "volumes", "slices", "psnr", "psnr_std", "psnr_fg", "ssim", "mae", "mse",
@@ -102,8 +102,8 @@ def protocol_predictors(methods: list[str], device: str, batch_size: int = 8, sa
                         precision: str = "fp32", self_ensemble: bool = False, sharpness: float | None = None,
                         factor: int = 2, adapt: float | None = None) -> dict[str, SlicePredictor]:
     """The predictors ``misr evaluate`` scores: ``methods`` with linear and cubic always first, each network model
-    also adapted for ``adapt`` seconds where given (:py:func:`~misr_monai.predictors.registry.with_adapted`), each checked
-    against ``factor``.
+    also adapted for ``adapt`` seconds where given (:py:func:`~misr_monai.predictors.registry.with_adapted`), each
+    checked against ``factor``.
 
     Raises:
         InputError: an unknown model, a factor it cannot give, several samples at a factor other than 2.
@@ -304,19 +304,14 @@ class ProtocolTables:
             write_table(table, columns, self.out_dir / f"{name}.md")
 
 
-def protocol_loader(items: list[dict], sampler=None, progress: bool = False):
+def protocol_loader(items: list[dict], sampler=None):
     """The protocol volumes ``items`` (:py:func:`protocol_volumes`), numbered in order, one per batch (uncollated),
     optionally split by ``sampler`` (a ``DistributedSampler`` over ``items``)."""
     from monai.data import DataLoader
     from monai.data.utils import no_collation
 
     items = [{**item, "index": i} for i, item in enumerate(items)]
-    loader = DataLoader(items, batch_size=1, shuffle=False, sampler=sampler, collate_fn=no_collation)
-    if progress:
-        from tqdm import tqdm
-
-        return tqdm(loader, desc="evaluate", unit="volume")
-    return loader
+    return DataLoader(items, batch_size=1, shuffle=False, sampler=sampler, collate_fn=no_collation)
 
 
 def score_volume(item: dict, predictors: dict[str, SlicePredictor], factor: int = 2, thick: float = 0.0,
@@ -362,13 +357,14 @@ def evaluate(
     Raises:
         InputError: a missing datalist or split, or volumes that failed (each said in its line; the rest evaluated).
     """
+    from ignite.handlers import ProgressBar
+
     handlers = [] if out_dir is None else [ProtocolTables(out_dir)]
-    evaluator = ProtocolEvaluator("cpu", protocol_loader(protocol_volumes(datalists, split, dataset_dir), progress=progress),
-                                  predictors, factor, thick, profile, out_dir, figures, val_handlers=handlers)
-    try:
-        evaluator.run()
-    finally:
-        rows = evaluator.all_rows()
+    handlers += [ProgressBar(desc="evaluate")] if progress else []
+    evaluator = ProtocolEvaluator("cpu", protocol_loader(protocol_volumes(datalists, split, dataset_dir)), predictors,
+                                  factor, thick, profile, out_dir, figures, val_handlers=handlers)
+    evaluator.run()
+    rows = evaluator.all_rows()
     return rows, summarize(rows)
 
 
